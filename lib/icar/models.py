@@ -1,0 +1,102 @@
+r"""Models batched over a leading *model* dimension ``M``.
+
+Every parameter has shape ``(M, ...)``: model ``m`` owns slice ``m``. Inputs are either shared by all models,
+``(B, T, d)``, or given per model, ``(M, B, T, d)``; outputs are ``(M, B, ...)``. One forward/backward pass then
+trains ``M`` independent models (seeds x hyper-parameters), which is what :func:`icar.train.train` does.
+
+Chapters add their own models (augmented linear attention, multi-head diagonal attention, kernel-descent
+Transformers) in their own modules, following the same convention (subclass :class:`BatchedModel`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .runtime import make_generator
+from .validate import require_positive_int, require_tensor
+
+
+class BatchedModel(nn.Module):
+    """Base class: ``n_models`` independent copies stacked on a leading dimension of every parameter."""
+
+    def __init__(self, n_models: int):
+        super().__init__()
+        self.n_models = require_positive_int(n_models, "n_models")
+
+    def per_model(self, x: torch.Tensor, base_dim: int, name: str = "input") -> torch.Tensor:
+        """Broadcast a shared input ``(*base)`` to ``(M, *base)``; check a per-model input ``(M, *base)``."""
+        require_tensor(x, name)
+        if x.dim() == base_dim:
+            return x.unsqueeze(0).expand(self.n_models, *x.shape)
+        if x.dim() == base_dim + 1 and x.shape[0] == self.n_models:
+            return x
+        raise ValueError(
+            f"{name} must be shared, with {base_dim} dimensions, or per model, ({self.n_models}, ...) with "
+            f"{base_dim + 1}; got shape {tuple(x.shape)}"
+        )
+
+    def check_batched(self) -> None:
+        """Every parameter must have the leading model dimension ``M``."""
+        for name, p in self.named_parameters():
+            if p.dim() == 0 or p.shape[0] != self.n_models:
+                raise ValueError(f"parameter {name} must have leading dimension n_models={self.n_models}; got {tuple(p.shape)}")
+
+
+def _init(shape: tuple[int, ...], scale: float, seed: int | torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    g = make_generator(seed)
+    return scale * torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+class FixedLinear(BatchedModel):
+    r"""A context-free predictor :math:`\hat s_{t+1} = A s_t` with one matrix :math:`A` for every sequence.
+
+    It cannot adapt to the prompt: the baseline every in-context learner must beat. Parameters ``A`` ``(M, d, d)``.
+    Input states ``(B, T, d)`` or ``(M, B, T, d)``; output ``(M, B, T-1, d)`` (predictions of :math:`s_2..s_T`).
+    """
+
+    def __init__(self, n_models: int, d: int, *, seed: int | torch.Generator = 0, init_scale: float = 0.1,
+                 dtype: torch.dtype = torch.float64):
+        super().__init__(n_models)
+        self.d = require_positive_int(d, "d")
+        self.A = nn.Parameter(_init((n_models, d, d), init_scale, seed, dtype))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        s = self.per_model(states, 3, "states")
+        if s.shape[-1] != self.d:
+            raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
+        return torch.einsum("mij,mbtj->mbti", self.A, s[:, :, :-1])
+
+
+class LinearAttention(BatchedModel):
+    r"""One causal linear-attention layer (no softmax) on tokens :math:`e_1..e_T \in \mathbb R^{D}`:
+
+    .. math:: \mathrm{out}_t = \frac{1}{t}\sum_{j \le t} W_V e_j \,(e_j^\top W_K^\top W_Q e_t)
+
+    (without the :math:`1/t` if ``normalize=False``). Parameters ``W_Q, W_K, W_V`` ``(M, D, D)``. Input tokens
+    ``(B, T, D)`` or ``(M, B, T, D)``; output ``(M, B, T, D)``. Causality is exact: out_t only sees :math:`e_{1..t}`.
+    """
+
+    def __init__(self, n_models: int, dim: int, *, normalize: bool = True, seed: int | torch.Generator = 0,
+                 init_scale: float = 0.1, dtype: torch.dtype = torch.float64):
+        super().__init__(n_models)
+        self.dim = require_positive_int(dim, "dim")
+        self.normalize = normalize
+        g = make_generator(seed)
+        self.W_Q = nn.Parameter(_init((n_models, dim, dim), init_scale, g, dtype))
+        self.W_K = nn.Parameter(_init((n_models, dim, dim), init_scale, g, dtype))
+        self.W_V = nn.Parameter(_init((n_models, dim, dim), init_scale, g, dtype))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        e = self.per_model(tokens, 3, "tokens")
+        if e.shape[-1] != self.dim:
+            raise ValueError(f"tokens must have last dimension {self.dim}; got {tuple(e.shape)}")
+        q = torch.einsum("mij,mbtj->mbti", self.W_Q, e)
+        k = torch.einsum("mij,mbtj->mbti", self.W_K, e)
+        v = torch.einsum("mij,mbtj->mbti", self.W_V, e)
+        T = e.shape[2]
+        scores = torch.einsum("mbti,mbsi->mbts", q, k)  # (M, B, T_query, T_key)
+        mask = torch.ones(T, T, dtype=torch.bool, device=e.device).tril()
+        scores = scores.masked_fill(~mask, 0.0)
+        if self.normalize:
+            scores = scores / torch.arange(1, T + 1, device=e.device, dtype=scores.dtype)[:, None]
+        return torch.einsum("mbts,mbsi->mbti", scores, v)

@@ -1,0 +1,97 @@
+"""Where and how the course runs: device choice, seeded generators, quick mode.
+
+Every random draw in the library goes through a ``torch.Generator`` that lives on the CPU, so a seed gives the same
+numbers on every machine (CPU, CUDA or MPS); tensors are moved to the requested device afterwards.
+"""
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+DeviceLike = str | torch.device | None
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device was requested that this machine does not have."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(device: DeviceLike = "auto") -> torch.device:
+    """Turn ``"auto"`` / ``None`` / ``"cpu"`` / ``"cuda[:k]"`` / ``"mps"`` into a ``torch.device`` that exists here.
+
+    ``"auto"`` (or ``None``) picks CUDA, then MPS, then the CPU. Asking for a device that is not available raises
+    :class:`DeviceUnavailableError` instead of failing later inside a kernel.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:<k>' or 'mps'; got {device!r}"
+        ) from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r} was requested but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use device='cpu' or device='auto'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"device {str(device)!r} was requested but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not _mps_available():
+        raise DeviceUnavailableError(
+            f"device {str(device)!r} was requested but MPS is not available on this machine; use 'cpu' or 'auto'"
+        )
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps'; got {device!r}")
+    return dev
+
+
+def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed`` (an existing generator is returned as it is).
+
+    ``None`` is refused on purpose: every draw in the course is seeded.
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator (every draw is seeded); got {seed!r}")
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def quick_mode() -> bool:
+    """True when ``ICAR_QUICK=1``: chapters shrink their sizes (the test command sets it)."""
+    value = os.environ.get("ICAR_QUICK", "0").strip().lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"ICAR_QUICK must be 0 or 1; got {value!r}")
+    return value in ("1", "true", "yes")
+
+
+def pick(quick: T, full: T) -> T:
+    """``quick`` in quick mode, ``full`` otherwise: ``n_steps = pick(200, 3000)``."""
+    return quick if quick_mode() else full
+
+
+def progress_enabled() -> bool:
+    """Progress bars are on unless ``ICAR_PROGRESS=0`` (the tests turn them off)."""
+    return os.environ.get("ICAR_PROGRESS", "1").strip() not in ("0", "false", "no")
+
+
+def setup(seed: int = 0, device: DeviceLike = "auto") -> torch.device:
+    """One call at the top of a chapter: seed torch's global generator, return the device to use."""
+    torch.manual_seed(seed)
+    return resolve_device(device)

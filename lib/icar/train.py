@@ -1,0 +1,156 @@
+r"""Train ``M`` independent models at once.
+
+A model is a :class:`icar.models.BatchedModel`: every parameter has a leading dimension ``M``. The loss of model
+``m`` depends only on slice ``m``, so one backward pass of :math:`\sum_m L_m` gives every model its own gradient, and
+one optimizer step updates all of them. Learning rates can differ per model (a hyper-parameter sweep is just a batch
+dimension): :class:`BatchedAdam` and :class:`BatchedSGD` take ``lr`` of shape ``(M,)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .models import BatchedModel
+from .runtime import make_generator, progress_enabled
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+BatchFn = Callable[[int, torch.Generator], Batch]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def per_model_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Mean squared error of each model: pred ``(M, B, ...)``, target ``(B, ...)`` or ``(M, B, ...)`` -> ``(M,)``.
+
+    The mean runs over batch, positions and coordinates (:math:`|\cdot|^2` for complex values).
+    """
+    if target.dim() == pred.dim() - 1:
+        target = target.unsqueeze(0)
+    if pred.shape[1:] != target.shape[1:]:
+        raise ValueError(f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)} do not match after the model dimension")
+    return (pred - target).abs().pow(2).flatten(1).mean(1)
+
+
+def per_model_sum_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Squared error summed over coordinates, averaged over batch and positions: ``(M,)``. This is the
+    :math:`E\|\hat s_{t+1} - s_{t+1}\|^2` of the theory (``d`` times :func:`per_model_mse`)."""
+    return per_model_mse(pred, target) * pred.shape[-1]
+
+
+def _lr_tensor(lr: float | Sequence[float] | torch.Tensor, M: int) -> torch.Tensor:
+    lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten()
+    if lr_t.numel() == 1:
+        lr_t = lr_t.expand(M).clone()
+    if lr_t.numel() != M:
+        raise ValueError(f"lr must be one number or one per model (M={M}); got {lr_t.numel()} values")
+    if (lr_t <= 0).any():
+        raise ValueError(f"learning rates must be positive; got {lr_t.tolist()}")
+    return lr_t
+
+
+class BatchedSGD:
+    r"""Gradient descent with a per-model step: :math:`\theta_m \leftarrow \theta_m - \eta_m (g_m + \beta b_m)` (heavy ball)."""
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, momentum: float = 0.0):
+        self.params, self.lr, self.momentum = list(params), lr, momentum
+        self.buf = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p, b in zip(self.params, self.buf):
+            if p.grad is None:
+                continue
+            lr = self.lr.to(device=p.device, dtype=p.real.dtype).view(-1, *([1] * (p.dim() - 1)))
+            g = p.grad
+            if self.momentum:
+                b.mul_(self.momentum).add_(g)
+                g = b
+            p.sub_(lr * g)
+
+
+class BatchedAdam:
+    """Adam (Kingma & Ba) with a per-model learning rate; otherwise the same update as ``torch.optim.Adam``."""
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p.real) for p in self.params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).add_(g.abs().pow(2), alpha=1 - b2)
+            lr = self.lr.to(device=p.device, dtype=p.real.dtype).view(-1, *([1] * (p.dim() - 1)))
+            p.sub_(lr / c1 * m / ((v / c2).sqrt() + self.eps))
+
+
+@dataclass
+class TrainResult:
+    """Loss history ``losses`` ``(steps, M)`` (on the CPU) and the trained model."""
+
+    losses: torch.Tensor
+    model: BatchedModel
+
+    @property
+    def final(self) -> torch.Tensor:
+        """Last recorded loss of each model, ``(M,)``."""
+        return self.losses[-1]
+
+
+def fixed_batch(inputs: torch.Tensor, targets: torch.Tensor) -> BatchFn:
+    """A batch function that always returns the same data (full-batch gradient descent on a fixed set)."""
+    return lambda step, gen: (inputs, targets)
+
+
+def train(model: BatchedModel, batch_fn: BatchFn, *, steps: int, lr: float | Sequence[float] | torch.Tensor,
+          optimizer: str = "adam", momentum: float = 0.0, loss_fn: LossFn = per_model_mse, seed: int = 0,
+          progress: bool | None = None, desc: str = "training") -> TrainResult:
+    """Train the ``M`` models of ``model`` together for ``steps`` steps.
+
+    ``batch_fn(step, generator)`` returns ``(inputs, targets)`` (shared ``(B, ...)`` or per model ``(M, B, ...)``);
+    ``generator`` is a CPU generator seeded with ``seed``, so fresh batches are reproducible. ``loss_fn(pred, target)``
+    returns the ``(M,)`` per-model losses. ``optimizer`` is ``"adam"`` or ``"sgd"`` (plain or heavy-ball GD).
+    """
+    if not isinstance(model, BatchedModel):
+        raise TypeError(f"model must be an icar.models.BatchedModel (parameters with a leading model dimension); got {type(model).__name__}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    model.check_batched()
+    M = model.n_models
+    lr_t = _lr_tensor(lr, M)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt: BatchedAdam | BatchedSGD = BatchedAdam(params, lr_t)
+    elif optimizer == "sgd":
+        opt = BatchedSGD(params, lr_t, momentum=momentum)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
+    gen = make_generator(seed)
+    show = progress_enabled() if progress is None else progress
+    history = []
+    bar = tqdm(range(steps), desc=desc, disable=not show, leave=False)
+    for step in bar:
+        inputs, targets = batch_fn(step, gen)
+        per_model = loss_fn(model(inputs), targets)
+        if per_model.shape != (M,):
+            raise ValueError(f"loss_fn must return one loss per model, shape ({M},); got {tuple(per_model.shape)}")
+        for p in params:
+            p.grad = None
+        per_model.sum().backward()
+        opt.step()
+        history.append(per_model.detach())
+        if show and (step % max(1, steps // 20) == 0 or step == steps - 1):
+            bar.set_postfix(loss=f"{per_model.detach().min().item():.3g}..{per_model.detach().max().item():.3g}")
+    bar.close()
+    return TrainResult(torch.stack(history).cpu(), model)
