@@ -1,0 +1,89 @@
+"""icar.estimators and icar.theory: against a direct numpy computation and against the closed forms."""
+import numpy as np
+import pytest
+import torch
+
+from icar import data as D
+from icar import estimators as E
+from icar import theory as Th
+
+
+def _numpy_ols_and_gd(states: np.ndarray, t: int, eta: float):
+    X, Y = states[:, : t - 1], states[:, 1:t]  # pairs (s_i, s_{i+1}), i < t
+    ols, gd = [], []
+    for x, y in zip(X, Y):
+        W_T, *_ = np.linalg.lstsq(x, y, rcond=None)  # min ||x W^T - y||
+        ols.append(W_T.T)
+        gd.append(eta * y.T @ x.conj())
+    return np.stack(ols), np.stack(gd)
+
+
+@pytest.mark.parametrize("law", ["commuting", "haar", "unitary"])
+def test_estimators_match_numpy(law):
+    states, W = D.sample_ar(law, 5, 4, 9, seed=0, init="gaussian")
+    ols, gd = E.ols_estimates(states), E.gd_estimates(states, 0.3)
+    for t in (2, 4, 7, 9):
+        ols_np, gd_np = _numpy_ols_and_gd(states.numpy(), t, 0.3)
+        np.testing.assert_allclose(gd[:, t - 1].numpy(), gd_np, atol=1e-12)
+        np.testing.assert_allclose(ols[:, t - 1].numpy(), ols_np, atol=1e-8)
+
+
+def test_ols_exact_once_prefix_spans():
+    d = 4
+    states, W = D.sample_ar("haar", 64, d, 10, seed=1, init="gaussian")
+    err = E.estimation_errors(E.ols_estimates(states), W)
+    assert err[:, d + 1 :].max() < 1e-10  # s_1..s_d span R^d: exact from t = d + 1 on
+    assert err[:, : d - 1].min() > 1e-3  # fewer than d pairs: not identifiable
+
+
+def test_gd_step_is_minus_gradient():
+    states, _ = D.sample_ar("commuting", 3, 4, 6, seed=2, init="gaussian")
+    W0 = torch.zeros(3, 4, 4, dtype=torch.float64, requires_grad=True)
+    t = 5
+    loss = 0.5 * (states[:, 1:t] - torch.einsum("nij,ntj->nti", W0, states[:, : t - 1])).pow(2).sum()
+    loss.backward()
+    assert torch.allclose(E.gd_estimates(states, 1.0)[:, t - 1], -W0.grad, atol=1e-12)
+
+
+def test_next_token_errors_and_predictions_shapes():
+    states, W = D.sample_ar("commuting", 3, 2, 5, seed=0)
+    est = W[:, None].expand(3, 5, 2, 2)
+    assert E.next_token_errors(est, states).shape == (3, 4)
+    assert E.next_token_errors(est, states).max() < 1e-24  # the true W predicts perfectly
+
+
+def test_gd_optimal_error_matches_monte_carlo():
+    # Course derivation following Sander et al. (2024): unit-norm random-phase s_1, unitary W.
+    d, T, n = 3, 8, 40000
+    states, _ = D.sample_ar("unitary", n, d, T, seed=3, init="phases")
+    m = Th.phase_moments(d)
+    eta = torch.tensor([Th.gd_optimal_step(max(t - 1, 1), d, m) for t in range(1, T + 1)])
+    err = E.next_token_errors(E.gd_estimates(states, eta), states)
+    for t in range(2, T):
+        e = err[:, t - 1]
+        se = e.std().item() / n**0.5
+        assert abs(e.mean().item() - Th.gd_optimal_error(t - 1, d, m)) < 4 * se
+        assert abs(Th.gd_optimal_error(t - 1, d, m) - (d - 1) / (t - 1 + d - 1)) < 1e-12
+    assert abs(Th.gd_optimal_step(5, d, m) - d / (5 + d - 1)) < 1e-12
+
+
+def test_gd_error_is_minimised_at_optimal_step():
+    m = Th.gaussian_moments(1.0)
+    g = Th.gd_optimal_step(4, 3, m)
+    assert abs(g - 1 / (3 * 4 + 3 - 1)) < 1e-12  # 1/(sigma^2 (3t + d - 1))
+    assert Th.gd_error(g, 4, 3, m) < Th.gd_error(1.1 * g, 4, 3, m)
+    assert Th.gd_error(g, 4, 3, m) < Th.gd_error(0.9 * g, 4, 3, m)
+    assert abs(Th.gd_error(g, 4, 3, m) - Th.gd_optimal_error(4, 3, m)) < 1e-12
+
+
+def test_estimator_errors():
+    with pytest.raises(ValueError, match=r"states must have shape \(n, T, d\)"):
+        E.ols_estimates(torch.ones(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least 2 time steps"):
+        E.gd_estimates(torch.ones(3, 1, 2, dtype=torch.float64), 0.1)
+    with pytest.raises(ValueError, match=r"eta must have shape \(T,\)"):
+        E.gd_estimates(torch.ones(3, 4, 2, dtype=torch.float64), torch.ones(3))
+    with pytest.raises(TypeError, match="floating-point"):
+        E.ols_estimates(torch.ones(3, 4, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="positive integer"):
+        Th.gd_optimal_step(0, 3, Th.phase_moments(3))
