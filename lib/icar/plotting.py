@@ -1,0 +1,55 @@
+"""Figure helpers shared by the chapters: one style, and the few plots that several chapters draw."""
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def use_style() -> None:
+    """White backgrounds (readable in the book's dark mode), a light grid, a consistent size."""
+    mpl.rcParams.update({
+        "figure.dpi": 110,
+        "figure.facecolor": "white",
+        "savefig.facecolor": "white",
+        "axes.facecolor": "white",
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": False,
+        "font.size": 10,
+    })
+
+
+def to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Detach, move to the CPU and convert (figures never hold device tensors)."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def plane_angles(states: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    r"""Angles of a trajectory in each invariant 2-plane of a commuting family :math:`W = P B P^\top`.
+
+    ``states`` ``(T, d)``, ``basis`` :math:`P` ``(d, d)`` -> ``(T, d/2)``: the angle of :math:`(P^\top s)_{2m:2m+2}`.
+    """
+    x = states @ basis  # coordinates in the invariant basis, (T, d)
+    return torch.atan2(x[:, 1::2], x[:, 0::2])
+
+
+def torus_xyz(phi1: np.ndarray, phi2: np.ndarray, R: float = 2.0, r: float = 0.8) -> tuple[np.ndarray, ...]:
+    r"""Standard embedding of the torus in :math:`\mathbb R^3`: :math:`((R + r\cos\phi_2)\cos\phi_1,
+    (R + r\cos\phi_2)\sin\phi_1, r\sin\phi_2)`."""
+    return (R + r * np.cos(phi2)) * np.cos(phi1), (R + r * np.cos(phi2)) * np.sin(phi1), r * np.sin(phi2)
+
+
+def heatmap(ax: plt.Axes, M: torch.Tensor | np.ndarray, title: str, *, cmap: str = "RdBu_r",
+            symmetric: bool = True) -> mpl.image.AxesImage:
+    """A labelled matrix heatmap with a centred colour scale and a colour bar."""
+    A = to_numpy(M)
+    vmax = float(np.abs(A).max()) or 1.0
+    im = ax.imshow(A, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None)
+    ax.set_title(title)
+    ax.grid(False)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return im
