@@ -524,3 +524,58 @@ def inner_gradient_step(states: torch.Tensor, eta: float) -> torch.Tensor:
     loss = 0.5 * (r.abs().pow(2).sum(-1) * mask).sum()
     (grad,) = torch.autograd.grad(loss, W)
     return (-eta * grad).detach()
+
+
+@torch.no_grad()
+def held_out_loss(model: AugmentedLinearAttention, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Test loss of every model (mean over positions ``1..T-1`` and sequences of the squared error), ``(M,)``,
+    with its Monte-Carlo standard error ``(M,)`` (from the spread of the per-sequence losses).
+
+    ``states`` ``(B, T, d)`` (shared) or ``(G, B, T, d)`` (one set per group of models)."""
+    pred = model.predict(states)[..., :-1, :]
+    target = states[..., 1:, :]
+    if target.dim() == 4:
+        target = target.repeat_interleave(model.n_models // target.shape[0], dim=0)
+    per_seq = (pred - target).abs().pow(2).sum(-1).mean(-1)  # (M, B)
+    return per_seq.mean(1), per_seq.std(1) / math.sqrt(per_seq.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def moments_of(law: str, d: int) -> Moments:
+    """Moments of the eigen-coordinates of :math:`s_1` for the laws the chapter uses: ``"phases"`` (unit norm,
+    :math:`|x_k|^2 = 1/d`) or ``"gaussian"`` (circular Gaussian with :math:`E\\|s_1\\|^2 = 1`)."""
+    from .theory import gaussian_moments, phase_moments
+
+    require_positive_int(d, "d")
+    if law == "phases":
+        return phase_moments(d)
+    if law == "gaussian":
+        return gaussian_moments(1.0 / d)
+    raise ValueError(f"law must be 'phases' or 'gaussian'; got {law!r}")
+
+
+def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None):
+    r"""Closed-form next-token error against the number of pairs ``n``: one step with the shared step
+    :math:`\eta^\star`, its two parts (shrinkage, Gram noise), one step with the best step for each ``n``, and
+    the line :math:`n = d` from which least squares is exact. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from .theory import gd_optimal_error
+
+    m = moments_of(law, d)
+    eta = shared_step(n_max, d, m)
+    n = list(range(1, n_max + 1))
+    split = [error_split(eta, k, d, m) for k in n]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    ax.plot(n, [a + b for a, b in split], "k-", lw=2, label=f"one step, shared $\\eta^\\star$ = {eta:.3g}")
+    ax.plot(n, [a for a, _ in split], "C0--", label="  shrinkage part")
+    ax.plot(n, [b for _, b in split], "C1--", label="  Gram-noise part")
+    ax.plot(n, [gd_optimal_error(k, d, m) for k in n], "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
+    ax.axvline(d, color="C3", ls="-.", label=f"$n = d$: least squares is exact from here on")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("number of pairs $n$ in the prompt")
+    ax.set_ylabel(r"$E\|\hat s_{n+2} - s_{n+2}\|^2$ (units of $\|s_1\|^2$)")
+    ax.set_title(f"error budget of one gradient step: d = {d}, law '{law}'")
+    ax.legend(fontsize=8)
+    return ax.figure
