@@ -68,3 +68,13 @@ def test_runtime(monkeypatch):
     if not runtime._mps_available():
         with pytest.raises(runtime.DeviceUnavailableError, match="MPS is not available"):
             runtime.resolve_device("mps")
+
+
+def test_ledger_markdown(tmp_path, monkeypatch):
+    from icar.sphinx_ledger import ledger_markdown
+    assert "No claim" in ledger_markdown(tmp_path / "missing")
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    claims.start_chapter("ch09")
+    claims.claim("ch09.a", "a | b", measured=1.0, expected=1.0, atol=0.1, source="s", formula="1", quiet=True)
+    md = ledger_markdown(tmp_path)
+    assert "1 of 1 claims hold" in md and "## Chapter 9" in md and "a \\| b" in md and "`ch09.a`" in md
