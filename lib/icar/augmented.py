@@ -417,6 +417,7 @@ def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, t
     labels = ["0", "$s_t$", "$s_{t-1}$"]
     for ax, (X, name) in zip(axes, panels):
         im = ax.imshow(X, cmap="viridis", vmin=0, vmax=vmax, aspect="equal")
+        ax.grid(False)
         ax.set_title(name, fontsize=10)
         ax.set_xticks([d * k + (d - 1) / 2 for k in range(3)], labels)
         rows = X.shape[0] // d
@@ -573,7 +574,9 @@ def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None)
     ax.plot(n, [b for _, b in split], "C1--", label="  Gram-noise part")
     ax.plot(n, [gd_optimal_error(k, d, m) for k in n], "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
     ax.axvline(d, color="C3", ls="-.", label=f"$n = d$: least squares is exact from here on")
-    ax.set_yscale("symlog", linthresh=1e-3)
+    top = max(a + b for a, b in split)
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4 * top, 2 * top)  # the shrinkage part touches 0 where eta* n |x|^2 = 1
     ax.set_xlabel("number of pairs $n$ in the prompt")
     ax.set_ylabel(r"$E\|\hat s_{n+2} - s_{n+2}\|^2$ (units of $\|s_1\|^2$)")
     ax.set_title(f"error budget of one gradient step: d = {d}, law '{law}'")
