@@ -34,6 +34,7 @@ The population losses of both laws have closed forms (:func:`unitary_position_lo
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -234,6 +235,18 @@ def _predict(states: torch.Tensor, C: torch.Tensor, P: torch.Tensor, rows: torch
     return torch.einsum("mrt,mbti,mbrti->mbri", P_rows, states, Y)
 
 
+def predict(states: torch.Tensor, C: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    r"""Predictions of :math:`s_3, \dots, s_T` for given ``C`` ``(M, d, d)`` and ``P`` ``(M, T, T)`` (masked inside),
+    without building heads: ``states`` ``(B, T, d)`` or ``(M, B, T, d)``, real or complex. Returns ``(M, B, T-2, d)``."""
+    C, P = _check_CP(C, P)
+    require_ndim(states, "states", (3, 4), "(B, T, d) or (M, B, T, d)")
+    T, d = P.shape[-1], C.shape[-1]
+    if states.shape[-2:] != (T, d) or (states.dim() == 4 and states.shape[0] != C.shape[0]):
+        raise ValueError(f"states must have shape (B, T, d) = (*, {T}, {d}) or (M, B, T, d) with M = {C.shape[0]}; "
+                         f"got {tuple(states.shape)}")
+    return _predict(states, C.to(states.device), P.to(states.device), torch.arange(2, T, device=states.device))
+
+
 class MultiHeadDiagonal(BatchedModel):
     r"""``M`` one-layer diagonal multi-head linear-attention models with positional encoding (module docstring).
 
@@ -370,10 +383,26 @@ def train_population(model: MultiHeadDiagonal, law: str, *, steps: int, lr: floa
     if variant not in VARIANTS or (law == "orthogonal" and variant != "corrected"):
         raise ValueError(f"variant must be 'corrected' (or 'released' for the unitary law); got {variant!r}")
     objective = _PopulationObjective(model, law, variant)
-    res = train(objective, lambda step, gen: (None, None), steps=steps, lr=lr, optimizer=optimizer,
-                momentum=momentum, loss_fn=lambda losses, _target: losses, progress=progress,
-                desc=desc or f"{law} closed-form GD")
+    with _few_threads(model.A.device):
+        res = train(objective, lambda step, gen: (None, None), steps=steps, lr=lr, optimizer=optimizer,
+                    momentum=momentum, loss_fn=lambda losses, _target: losses, progress=progress,
+                    desc=desc or f"{law} closed-form GD")
     return TrainResult(res.losses, model)
+
+
+@contextmanager
+def _few_threads(device: torch.device):
+    """On the CPU, run with one intra-op thread: the closed-form objective has ~10^3 numbers per model, so thread
+    synchronisation costs more than it saves (and a busy machine makes it much worse). Restored on exit."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------- theory and readouts
@@ -465,3 +494,36 @@ def token_coefficients(C: torch.Tensor, P: torch.Tensor, states: torch.Tensor) -
     rows = torch.arange(2, T, device=states.device)
     X = states[:, rows - 2, None, :] * states[:, None, :, :]  # (B, R, T, d)
     return P[:, rows - 1][:, None, :, :, None] * torch.einsum("mik,brtk->mbrti", C.to(states), X)
+
+
+def show_parameters(model: MultiHeadDiagonal, index: int = 0, axes=None, title: str = ""):
+    """Heat-maps of model ``index``: ``A`` and ``B`` (heads x coordinates), ``C = B^T A`` and the positional
+    encoding ``P`` (rows t = 2..T-1, columns t' <= t; unused entries blank). Returns the matplotlib axes."""
+    import matplotlib.pyplot as plt
+
+    if not 0 <= index < model.n_models:
+        raise ValueError(f"index must be in 0..{model.n_models - 1}; got {index}")
+    A, B = (x[index].detach().cpu() for x in model.masked_heads())
+    C = model.C()[index].detach().cpu()
+    P = model.P_masked()[index].detach().cpu()
+    mask = position_mask(model.T)
+    P = P.masked_fill(~mask, float("nan"))[1:-1]
+    if axes is None:
+        _, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    panels = [(A, "A (heads x coordinates)", "coordinate k", "head h"),
+              (B, "B (heads x coordinates)", "coordinate i", "head h"),
+              (C, r"$C = B^\top A$", "coordinate k", "coordinate i"),
+              (P, r"positional encoding $p_{t,t'}$", "context position t'", "predicting position t")]
+    for ax, (X, name, xl, yl) in zip(axes, panels):
+        lim = float(torch.nan_to_num(X).abs().max()) or 1.0
+        extent = None
+        if X is P:
+            extent = (0.5, model.T + 0.5, model.T - 0.5, 1.5)
+        im = ax.imshow(X.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent, aspect="auto")
+        ax.set_title(name)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
