@@ -1,0 +1,156 @@
+r"""An explicit attention Transformer that runs causal kernel descent (a course construction following
+Sander & Peyré, 2025, arXiv 2410.03011, whose Figure 1 describes a first layer :math:`\mathcal T_0`, ``n`` identical
+residual layers :math:`\mathcal T` and a projector :math:`P`).
+
+Tokens have width :math:`D = 4d + 2 + L` (``L = max_len + 1`` positions, position 0 is a zero start token)::
+
+    [ x_t (d) | x_{t-1} (d) | u_t (d) | v_t (d) | 1 | m_t | one-hot position p_t (L) ]
+
+with :math:`m_t = 1` for :math:`t \ge 2` (the positions that own a pair :math:`(x_{t-1}, x_t)`), else 0.
+
+* :math:`\mathcal T_0`: one softmax head, query :math:`c\,p_{t-1}`, key :math:`p_s`, value :math:`x_s` written into the
+  :math:`x_{t-1}` slot (a previous-token head; the copy error is at most about :math:`t e^{-c}`).
+* :math:`\mathcal T` (the same weights in every layer, residual, attention only): head 1 has query :math:`\beta x_t`,
+  head 2 query :math:`\beta x_{t-1}`; both have key :math:`x_{s-1}` and value :math:`\eta (x_s - v_s)`; head 1 writes
+  into the ``u`` slot and head 2 into the ``v`` slot. For the exponential and softmax kernels a key coordinate
+  :math:`\lambda (m_s - 1) + \tfrac{\lambda}{2}[s = 0]` multiplied by the query's constant 1 removes the keys
+  without a pair (relative weight at most :math:`e^{-\lambda/2}`); the start token, whose value is 0, keeps a
+  softmax row from being empty at :math:`t = 1`.
+* :math:`P`: read the ``u`` slot.
+
+The score of a head is :math:`a_{ts} = \phi(\langle W_Q e_t, W_K e_s\rangle)` for :math:`s \le t`, with
+:math:`\phi(z) = z` (linear attention), :math:`e^{z}` (exponential attention) or the causal softmax. All parameters
+carry the leading model dimension ``M`` (:class:`icar.models.BatchedModel`), so ``M`` step sizes or seeds run at once.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .models import BatchedModel
+from .runtime import make_generator
+from .validate import require_positive_int
+
+ATTENTIONS = ("linear", "exp", "softmax")
+
+
+class KernelDescentTransformer(BatchedModel):
+    """``M`` attention-only Transformers of depth ``1 + n_layers`` on augmented tokens (see the module docstring).
+
+    ``init="construct"`` sets the weights of the causal-kernel-descent construction with step ``eta`` (a number or
+    one per model, ``(M,)``) and inverse temperature ``beta``; ``init="random"`` draws the CKD-layer weights
+    with standard deviation ``init_scale`` (queries and keys) and zero values, for training. The first layer
+    :math:`\\mathcal T_0` is always the fixed previous-token head (stored as buffers).
+
+    Input states ``(B, T, d)`` (shared) or ``(M, B, T, d)``; output ``(M, B, T, d)``: position ``t`` estimates
+    :math:`x_{t+1}`.
+    """
+
+    def __init__(self, n_models: int, d: int, max_len: int, n_layers: int, *, attention: str = "linear",
+                 init: str = "construct", eta: float | torch.Tensor = 1.0, beta: float = 1.0, copy_scale: float = 40.0,
+                 mask_bias: float = 80.0, init_scale: float = 0.05, seed: int | torch.Generator = 0,
+                 dtype: torch.dtype = torch.float64):
+        super().__init__(n_models)
+        self.d = require_positive_int(d, "d")
+        self.max_len = require_positive_int(max_len, "max_len")
+        self.n_layers = require_positive_int(n_layers, "n_layers")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}")
+        if init not in ("construct", "random"):
+            raise ValueError(f"init must be 'construct' or 'random'; got {init!r}")
+        self.attention = attention
+        M, L = n_models, max_len + 1
+        D = 4 * d + 2 + L
+        self.D = D
+        self.sl = {"x": slice(0, d), "xp": slice(d, 2 * d), "u": slice(2 * d, 3 * d), "v": slice(3 * d, 4 * d)}
+        self.one, self.m, self.pos = 4 * d, 4 * d + 1, 4 * d + 2
+
+        # first layer T0: previous-token head on one-hot positions (fixed)
+        q0 = torch.zeros(D, D, dtype=dtype)
+        k0 = torch.zeros(D, D, dtype=dtype)
+        v0 = torch.zeros(D, D, dtype=dtype)
+        idx = torch.arange(1, L)
+        q0[self.pos + idx - 1, self.pos + idx] = copy_scale  # query c p_{t-1}
+        k0[self.pos + torch.arange(L), self.pos + torch.arange(L)] = 1.0  # key p_s
+        v0[self.sl["xp"], self.sl["x"]] = torch.eye(d, dtype=dtype)  # value x_s -> x_{t-1} slot
+        self.register_buffer("Wq0", q0.expand(M, D, D).clone())
+        self.register_buffer("Wk0", k0.expand(M, D, D).clone())
+        self.register_buffer("Wv0", v0.expand(M, D, D).clone())
+
+        # the CKD layer reads the content slots, the constant, the pair flag and the start-token flag (C = 4d + 3
+        # coordinates) and writes the content slots (4d): its weights are (M, 2 heads, 4d, C)
+        C = 4 * d + 3
+        self.C = C
+        if init == "construct":
+            eta_t = torch.as_tensor(eta, dtype=dtype).flatten()
+            if eta_t.numel() == 1:
+                eta_t = eta_t.expand(M)
+            if eta_t.numel() != M:
+                raise ValueError(f"eta must be one number or one per model (M={M}); got {eta_t.numel()} values")
+            bias = 0.0 if attention == "linear" else mask_bias
+            Wq = torch.zeros(M, 2, 4 * d, C, dtype=dtype)
+            Wk = torch.zeros(M, 2, 4 * d, C, dtype=dtype)
+            Wv = torch.zeros(M, 2, 4 * d, C, dtype=dtype)
+            eye = torch.eye(d, dtype=dtype)
+            for h, (src, dst) in enumerate([("x", "u"), ("xp", "v")]):
+                Wq[:, h, :d, self.sl[src]] = beta * eye
+                Wq[:, h, d, self.one] = 1.0
+                Wk[:, h, :d, self.sl["xp"]] = eye
+                Wk[:, h, d, self.m] = bias
+                Wk[:, h, d, self.one] = -bias
+                Wk[:, h, d, self.pos] = bias / 2  # the start token (value 0) is a sink: a softmax row never empties
+                Wv[:, h, self.sl[dst], self.sl["x"]] = eta_t[:, None, None] * eye
+                Wv[:, h, self.sl[dst], self.sl["v"]] = -eta_t[:, None, None] * eye
+        else:
+            g = make_generator(seed)
+            Wq, Wk = (init_scale * torch.randn(M, 2, 4 * d, C, generator=g, dtype=torch.float64).to(dtype)
+                      for _ in range(2))
+            Wv = torch.zeros(M, 2, 4 * d, C, dtype=dtype)  # zero values: the untrained model predicts 0
+        self.Wq = nn.Parameter(Wq)
+        self.Wk = nn.Parameter(Wk)
+        self.Wv = nn.Parameter(Wv)
+
+    # ------------------------------------------------------------------------------------------- pieces
+    def embed(self, states: torch.Tensor) -> torch.Tensor:
+        """Tokens of layer 0: ``(M, B, T, d)`` -> ``(M, B, T+1, D)`` with the zero start token at position 0."""
+        M, B, T, d = states.shape
+        e = states.new_zeros(M, B, T + 1, self.D)
+        e[:, :, 1:, self.sl["x"]] = states
+        e[..., self.one] = 1.0
+        e[:, :, 2:, self.m] = 1.0
+        e[..., self.pos: self.pos + T + 1] = torch.eye(T + 1, dtype=states.dtype, device=states.device)
+        return e
+
+    def _attend(self, e: torch.Tensor, Wq: torch.Tensor, Wk: torch.Tensor, Wv: torch.Tensor, kind: str) -> torch.Tensor:
+        # e (M, B, N, C); W* (M, H, out, C) -> sum over heads of the attention outputs (M, B, N, out)
+        M, H, out, _ = Wq.shape
+        Wall = torch.cat([Wq, Wk, Wv], dim=1).reshape(M, 3 * H * out, -1)  # one projection for q, k, v of every head
+        qkv = (e.flatten(1, 2) @ Wall.transpose(-1, -2)).view(M, e.shape[1], e.shape[2], 3, H, out)
+        q, k, v = (qkv[..., i, :, :].permute(0, 3, 1, 2, 4) for i in range(3))  # (M, H, B, N, out)
+        s = q @ k.transpose(-1, -2)  # (M, H, B, N, N)
+        N = e.shape[2]
+        causal = torch.ones(N, N, dtype=torch.bool, device=e.device).tril()
+        if kind == "linear":
+            a = s.masked_fill(~causal, 0.0)
+        elif kind == "exp":
+            a = torch.exp(s.masked_fill(~causal, float("-inf")))
+        else:
+            a = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
+        return (a @ v).sum(1)
+
+    def first_layer(self, states: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathcal T_0`: augmented tokens ``(M, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head)."""
+        e = self.embed(states)
+        return e + self._attend(e, self.Wq0[:, None], self.Wk0[:, None], self.Wv0[:, None], "softmax")
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        x = self.per_model(states, 3, "states")
+        if x.shape[-1] != self.d:
+            raise ValueError(f"states must have last dimension d={self.d}; got {tuple(x.shape)}")
+        if x.shape[2] > self.max_len:
+            raise ValueError(f"the prompt has T={x.shape[2]} tokens but the model was built for max_len={self.max_len}")
+        e = self.first_layer(x)
+        content, rest = e[..., : 4 * self.d], e[..., 4 * self.d: self.C]
+        for _ in range(self.n_layers):
+            content = content + self._attend(torch.cat([content, rest], -1), self.Wq, self.Wk, self.Wv, self.attention)
+        return content[:, :, 1:, self.sl["u"]]  # projector P
