@@ -7,23 +7,24 @@ and prints the wall-clock ratio and the peak memory of each. Run: ``python bench
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import time
-import tracemalloc
 
 import torch
 
 from icar import data, models, train
 
 
-def make_batches(d: int, T: int, B: int):
-    """Augmented tokens (s_t, s_{t-1}) of commuting rotations; targets s_{t+1}."""
-    def batch(step: int, gen: torch.Generator):
-        states, _ = data.sample_ar("commuting", n=B, d=d, T=T + 1, seed=gen, init="sphere")
-        prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
-        tokens = torch.cat([states, prev], dim=-1)[:, :T]
-        return tokens, states[:, 1 : T + 1]
-    return batch
+def make_batches(d: int, T: int, B: int, steps: int, device: str):
+    """Pre-drawn data, the same for both runs: augmented tokens (s_t, s_{t-1}) of commuting rotations, targets s_{t+1}."""
+    states, _ = data.sample_ar("commuting", n=steps * B, d=d, T=T + 1, seed=0, init="sphere", device=device)
+    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
+    tokens = torch.cat([states, prev], dim=-1)[:, :T].reshape(steps, B, T, 2 * d)
+    targets = states[:, 1 : T + 1].reshape(steps, B, T, d)
+    return lambda step, gen: (tokens[step], targets[step])
 
 
 def loss_on_first_slot(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -31,33 +32,28 @@ def loss_on_first_slot(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return train.per_model_mse(pred[..., :d], target)
 
 
-def run(M: int, n_models: int, steps: int, d: int, T: int, B: int, device: str) -> tuple[float, int, torch.Tensor]:
-    """Train M models as M // n_models runs of n_models models each; return seconds, peak bytes, final losses."""
-    torch.manual_seed(0)
-    tracemalloc.start()
+def run(M: int, n_models: int, steps: int, d: int, T: int, B: int, device: str) -> dict:
+    """Train M models as M // n_models runs of n_models models each: seconds, final losses."""
+    batches = make_batches(d, T, B, steps, device)
+    singles = [models.LinearAttention(1, 2 * d, seed=k) for k in range(M)]  # model k starts from seed k in both runs
     if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     finals = []
-    singles = [models.LinearAttention(1, 2 * d, seed=k) for k in range(M)]  # model k starts from seed k in both runs
     for k in range(M // n_models):
         model = models.LinearAttention(n_models, 2 * d, seed=0)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(torch.cat([getattr(s, name) for s in singles[k * n_models : (k + 1) * n_models]]))
         model = model.to(device)
-        res = train.train(model, make_batches(d, T, B), steps=steps, lr=1e-2, loss_fn=loss_on_first_slot,
-                          seed=0, progress=False)
+        res = train.train(model, batches, steps=steps, lr=1e-2, loss_fn=loss_on_first_slot, seed=0, progress=False)
         finals.append(res.final)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated()
-    return seconds, peak, torch.cat(finals)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"seconds": time.perf_counter() - t0, "peak_bytes": peak, "finals": torch.cat(finals).tolist()}
 
 
 def main() -> None:
@@ -68,17 +64,27 @@ def main() -> None:
     p.add_argument("--T", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--only", choices=["loop", "batched"], help=argparse.SUPPRESS)  # one side, in a child process
     a = p.parse_args()
-    print(f"M = {a.models} models, {a.steps} Adam steps, d = {a.d}, T = {a.T}, batch {a.batch}, device {a.device}, "
+    if a.only:
+        n = 1 if a.only == "loop" else a.models
+        print(json.dumps(run(a.models, n, a.steps, a.d, a.T, a.batch, a.device)))
+        return
+    print(f"M = {a.models} models, {a.steps} Adam steps each, d = {a.d}, T = {a.T}, batch {a.batch}, device {a.device}, "
           f"torch threads {torch.get_num_threads()}")
-    t_loop, m_loop, f_loop = run(a.models, 1, a.steps, a.d, a.T, a.batch, a.device)
-    t_bat, m_bat, f_bat = run(a.models, a.models, a.steps, a.d, a.T, a.batch, a.device)
-    print(f"python loop over {a.models} single-model runs: {t_loop:8.2f} s   peak memory {m_loop / 2**20:7.1f} MiB")
-    print(f"one batched run of {a.models} models:           {t_bat:8.2f} s   peak memory {m_bat / 2**20:7.1f} MiB")
-    print(f"speed-up (loop / batched): {t_loop / t_bat:.1f}x")
-    print(f"final losses agree: max |loop - batched| = {(f_loop - f_bat).abs().max().item():.2e} "
-          "(same initialisation and data, so the runs are the same up to rounding)")
-    print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
+    # Each side runs in its own process, so that its peak memory is its own.
+    out = {}
+    for side in ("loop", "batched"):
+        cmd = [sys.executable, __file__, "--only", side] + [f"--{k}={v}" for k, v in
+               (("models", a.models), ("steps", a.steps), ("d", a.d), ("T", a.T), ("batch", a.batch), ("device", a.device))]
+        out[side] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    lo, ba = out["loop"], out["batched"]
+    mem = "GPU peak allocated" if a.device.startswith("cuda") else "process peak RSS"
+    print(f"python loop over {a.models} single-model runs: {lo['seconds']:8.2f} s   {mem} {lo['peak_bytes'] / 2**20:7.1f} MiB")
+    print(f"one batched run of {a.models} models:           {ba['seconds']:8.2f} s   {mem} {ba['peak_bytes'] / 2**20:7.1f} MiB")
+    print(f"speed-up (loop / batched): {lo['seconds'] / ba['seconds']:.1f}x")
+    diff = max(abs(x - y) for x, y in zip(lo["finals"], ba["finals"]))
+    print(f"final losses agree: max |loop - batched| = {diff:.2e} (same initialisation, data and steps)")
 
 
 if __name__ == "__main__":
