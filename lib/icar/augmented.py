@@ -386,7 +386,7 @@ def per_position_errors(model: AugmentedLinearAttention, states: torch.Tensor) -
     if target.dim() == 4:
         target = target.repeat_interleave(model.n_models // target.shape[0], dim=0)
     err = (pred - target).abs().pow(2).sum(-1)  # (M, B, T-1)
-    return err.mean(1), err.std(1) / math.sqrt(err.shape[1])
+    return err.mean(1).cpu(), (err.std(1) / math.sqrt(err.shape[1])).cpu()
 
 
 def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, title: str = ""):
@@ -521,7 +521,9 @@ def inner_gradient_step(states: torch.Tensor, eta: float) -> torch.Tensor:
     # residual of pair i (s_i -> s_{i+1}) seen by the prefix t, masked to i < t
     pred = torch.einsum("ntij,nkj->ntki", W, states[:, :-1])  # (n, T, T-1, d): W_t s_i
     r = states[:, None, 1:] - pred
-    mask = (torch.arange(T - 1)[None, :] < torch.arange(1, T + 1)[:, None] - 1).to(states.real.dtype)  # (T, T-1)
+    k = torch.arange(T - 1, device=states.device)
+    rows = torch.arange(T, device=states.device)
+    mask = (k[None, :] < rows[:, None]).to(states.real.dtype)  # (T, T-1): pair k is in prefix t = row + 1 iff k < row
     loss = 0.5 * (r.abs().pow(2).sum(-1) * mask).sum()
     (grad,) = torch.autograd.grad(loss, W)
     return (-eta * grad).detach()
@@ -538,7 +540,7 @@ def held_out_loss(model: AugmentedLinearAttention, states: torch.Tensor) -> tupl
     if target.dim() == 4:
         target = target.repeat_interleave(model.n_models // target.shape[0], dim=0)
     per_seq = (pred - target).abs().pow(2).sum(-1).mean(-1)  # (M, B)
-    return per_seq.mean(1), per_seq.std(1) / math.sqrt(per_seq.shape[1])
+    return per_seq.mean(1).cpu(), (per_seq.std(1) / math.sqrt(per_seq.shape[1])).cpu()
 
 
 # ----------------------------------------------------------------------------------------------- figures
