@@ -126,7 +126,15 @@ def test_training_learns_the_shared_step():
     assert ((st.eta - target).abs() / target).max().item() < 0.05
     assert st.off.max().item() < 0.1
     assert st.valley.max().item() < 0.1
+    assert st.product_dev.max().item() < 0.05
     assert losses.shape == (250, 4)
+    # ch02.loss / ch02.curve in miniature: held-out loss at L* within 4 Monte-Carlo standard errors
+    states = sample_ar("unitary", 4096, d, T, seed=99, init="phases").states
+    loss, se = A.held_out_loss(model, states)
+    assert (((loss - A.shared_loss(T - 2, d, phase_moments(d))) / se).abs() < 4).all()
+    err, se_pos = A.per_position_errors(model, states)
+    theory = A.error_curve(A.shared_step(T - 2, d, phase_moments(d)), T - 2, d, phase_moments(d))
+    assert (((err - theory)[:, 1:].abs() / se_pos[:, 1:]) < 5).all()
 
 
 def test_fixed_initial_state_beats_one_step():
@@ -140,6 +148,8 @@ def test_fixed_initial_state_beats_one_step():
     best = A.shared_loss(T - 2, d, phase_moments(d))
     assert loss[:2].min().item() > 0.97 * best  # the phase-invariant models cannot beat one step
     assert loss[2:].max().item() < 0.95 * best
+    st = A.read_structure(model)
+    assert st.off[:2].max().item() < 0.1 and st.off[2:].min().item() > 0.1  # ch02.leak-structure
 
 
 def test_error_messages():
