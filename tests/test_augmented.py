@@ -152,6 +152,14 @@ def test_fixed_initial_state_beats_one_step():
     assert st.off[:2].max().item() < 0.1 and st.off[2:].min().item() > 0.1  # ch02.leak-structure
 
 
+def test_read_structure_real_and_complex():
+    for dtype in (torch.float64, torch.complex128):
+        W_V, W_KQ = A.gd_construction(3, 0.25, dtype=dtype)
+        st = A.read_structure(A.AugmentedLinearAttention.from_parameters(W_V, W_KQ))
+        assert abs(st.eta.item() - 0.25) < 1e-12 and st.off.item() == 0 and st.eta_imag.item() == 0
+        assert st.product_dev.item() < 1e-12 and st.valley.item() == 0
+
+
 def test_error_messages():
     with pytest.raises(ValueError, match=r"states must have shape \(n, T, d\)"):
         A.augment(torch.zeros(3, 4))

@@ -372,7 +372,8 @@ def read_structure(model: AugmentedLinearAttention) -> Structure:
     dpp = torch.diagonal(block(WKQ, 2, 2, d), dim1=-2, dim2=-1)
     valley = (dss + dpp).abs().amax(-1) / scale
     valley_size = dss.abs().amax(-1) / scale
-    return Structure(*(x.cpu() for x in (eta_c.real, eta_c.imag, product_dev, b, a, off, valley, valley_size)))
+    eta_imag = eta_c.imag if eta_c.is_complex() else torch.zeros_like(eta_c)
+    return Structure(*(x.cpu() for x in (eta_c.real, eta_imag, product_dev, b, a, off, valley, valley_size)))
 
 
 @torch.no_grad()
