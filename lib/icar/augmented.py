@@ -90,17 +90,6 @@ def live_mask(d: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mv, mkq
 
 
-def structure_masks(d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks ``(3d, 3d)`` of the diagonals of the two structured blocks: ``[W_V]_{0,1}``, ``[W_KQ]_{2,1}``."""
-    require_positive_int(d, "d")
-    sv = torch.zeros(3 * d, 3 * d, dtype=torch.bool)
-    skq = torch.zeros(3 * d, 3 * d, dtype=torch.bool)
-    idx = torch.arange(d)
-    sv[idx, d + idx] = True
-    skq[2 * d + idx, d + idx] = True
-    return sv, skq
-
-
 def gd_construction(d: int, eta: float, *, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The parameters of one gradient step with step ``eta``: :math:`[W_V]_{0,1} = I`, :math:`[W_{KQ}]_{2,1} = \eta I`,
     all else 0. Returns ``(W_V, W_KQ)``, each ``(3d, 3d)``."""

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ..augmented import AugmentedLinearAttention, block, gd_construction, shared_step
+from ..augmented import AugmentedLinearAttention, block, shared_step
 from ..data import sample_ar
 from ..estimators import gd_estimates, predictions
 from ..theory import gd_optimal_step, phase_moments
