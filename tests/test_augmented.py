@@ -94,6 +94,15 @@ def test_step_size_formulas():
     shrink, noise = A.error_split(0.3, 5, 4, phase_moments(4))
     assert math.isclose(shrink + noise, gd_error(0.3, 5, 4, phase_moments(4)), rel_tol=1e-12)
     assert math.isclose(shrink, (0.3 * 5 / 4 - 1) ** 2, rel_tol=1e-12)
+    # vectorised forms agree with the scalar ones
+    sv, nv = A.error_split(0.3, torch.arange(1, 6), 4, phase_moments(4))
+    assert abs(sv[4].item() - shrink) < 1e-12 and abs(nv[4].item() - noise) < 1e-12
+    curve = A.error_curve(0.3, 5, 4, phase_moments(4))
+    assert abs(curve[5].item() - gd_error(0.3, 5, 4, phase_moments(4))) < 1e-12 and curve[0].item() == 4 * 0.25
+    steps = A.per_prefix_steps(8, 4, phase_moments(4))
+    assert all(abs(steps[n].item() - gd_optimal_step(n, 4, phase_moments(4))) < 1e-12 for n in range(1, 8))
+    with pytest.raises(ValueError, match="positive numbers of pairs"):
+        A.error_split(0.3, torch.arange(0, 3), 4, phase_moments(4))
 
 
 def test_error_split_monte_carlo():

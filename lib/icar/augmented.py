@@ -447,11 +447,21 @@ def shared_step(n_max: int, d: int, m: Moments) -> float:
 
 def error_curve(eta: float, n_max: int, d: int, m: Moments) -> torch.Tensor:
     r"""Expected squared error :math:`e_n(\eta)` of one step with step ``eta`` for :math:`n = 0..n_{\max}` pairs
-    ``(n_max + 1,)`` float64; :math:`e_0 = d\mu_2` (the empty prefix predicts 0)."""
+    ``(n_max + 1,)`` float64 (vectorised over ``n``); :math:`e_0 = d\mu_2` (the empty prefix predicts 0)."""
     require_positive_int(d, "d")
     require_positive_int(n_max, "n_max")
-    vals = [d * m.mu2] + [gd_error(eta, n, d, m) for n in range(1, n_max + 1)]
-    return torch.tensor(vals, dtype=torch.float64)
+    n = torch.arange(n_max + 1, dtype=torch.float64)
+    return d * (eta**2 * n**2 * m.mu6 - 2 * eta * n * m.mu4 + m.mu2 + eta**2 * n * (d - 1) * m.mu24)
+
+
+def per_prefix_steps(T: int, d: int, m: Moments) -> torch.Tensor:
+    r"""Best step for each prefix length, :math:`\eta_n = \mu_4/(n\mu_6 + (d-1)\mu_{24})` with :math:`n = t-1`
+    pairs, as the ``(T,)`` tensor :func:`icar.estimators.gd_estimates` takes (the empty prefix gets :math:`\eta_1`; its
+    estimate is 0 whatever the step)."""
+    require_positive_int(T, "T")
+    require_positive_int(d, "d")
+    n = torch.arange(T, dtype=torch.float64).clamp_min(1)
+    return m.mu4 / (n * m.mu6 + (d - 1) * m.mu24)
 
 
 def shared_loss(n_max: int, d: int, m: Moments) -> float:
@@ -460,11 +470,17 @@ def shared_loss(n_max: int, d: int, m: Moments) -> float:
     return float(error_curve(shared_step(n_max, d, m), n_max, d, m).mean())
 
 
-def error_split(eta: float, n: int, d: int, m: Moments) -> tuple[float, float]:
-    r"""The two parts of the one-step error with ``n`` pairs: *shrinkage* :math:`d\,E[|x|^2(\eta n|x|^2 - 1)^2]
-    = d(\eta^2 n^2 \mu_6 - 2\eta n\mu_4 + \mu_2)` and *Gram noise* :math:`d(d-1)\eta^2 n\mu_{24}`."""
-    require_positive_int(n, "n")
+def error_split(eta: float | torch.Tensor, n: int | torch.Tensor, d: int, m: Moments) -> tuple[float, float] | tuple[torch.Tensor, torch.Tensor]:
+    r"""The two parts of the one-step error with ``n`` pairs (an int, or a tensor of them): *shrinkage*
+    :math:`d\,E[|x|^2(\eta n|x|^2 - 1)^2] = d(\eta^2 n^2 \mu_6 - 2\eta n\mu_4 + \mu_2)` and *Gram noise*
+    :math:`d(d-1)\eta^2 n\mu_{24}`."""
     require_positive_int(d, "d")
+    if isinstance(n, torch.Tensor):
+        if n.is_complex() or bool((n < 1).any()):
+            raise ValueError(f"n must hold positive numbers of pairs; got {n.tolist()}")
+        n = n.to(torch.float64)
+    else:
+        require_positive_int(n, "n")
     shrink = d * (eta**2 * n**2 * m.mu6 - 2 * eta * n * m.mu4 + m.mu2)
     noise = d * (d - 1) * eta**2 * n * m.mu24
     return shrink, noise
@@ -553,20 +569,20 @@ def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None)
     the line :math:`n = d` from which least squares is exact. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from .theory import gd_optimal_error
-
     m = moments_of(law, d)
     eta = shared_step(n_max, d, m)
     n = list(range(1, n_max + 1))
-    split = [error_split(eta, k, d, m) for k in n]
+    steps = per_prefix_steps(n_max + 1, d, m)[1:]  # eta_n for n = 1..n_max
+    shrink, noise = error_split(eta, torch.tensor(n), d, m)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    ax.plot(n, [a + b for a, b in split], "k-", lw=2, label=f"one step, shared $\\eta^\\star$ = {eta:.3g}")
-    ax.plot(n, [a for a, _ in split], "C0--", label="  shrinkage part")
-    ax.plot(n, [b for _, b in split], "C1--", label="  Gram-noise part")
-    ax.plot(n, [gd_optimal_error(k, d, m) for k in n], "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
+    best = sum(error_split(steps, torch.tensor(n), d, m))  # e_n(eta_n), elementwise in n
+    ax.plot(n, shrink + noise, "k-", lw=2, label=f"one step, shared $\\eta^\\star$ = {eta:.3g}")
+    ax.plot(n, shrink, "C0--", label="  shrinkage part")
+    ax.plot(n, noise, "C1--", label="  Gram-noise part")
+    ax.plot(n, best, "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
     ax.axvline(d, color="C3", ls="-.", label=f"$n = d$: least squares is exact from here on")
-    top = max(a + b for a, b in split)
+    top = float((shrink + noise).max())
     ax.set_yscale("log")
     ax.set_ylim(1e-4 * top, 2 * top)  # the shrinkage part touches 0 where eta* n |x|^2 = 1
     ax.set_xlabel("number of pairs $n$ in the prompt")
