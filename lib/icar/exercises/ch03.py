@@ -52,14 +52,12 @@ def check_mesa_prediction(student: Callable[[torch.Tensor, float], torch.Tensor]
         if torch.allclose(g, want * (t - 1) / t, atol=1e-10):
             raise AssertionError("values are off by a factor (t-1)/t: normalise by t-1, the number of observed "
                                  "transitions x_i -> x_(i+1), not by t")
-        C = torch.einsum("nti,ntj->nij", states[:, 1:], states[:, :-1])  # no conjugate, all pairs: for the hint only
-        if (g - want).abs().max() > 1e-8 and not torch.allclose(g, want, atol=1e-8):
-            noconj = torch.stack([p / (s - 1) * torch.einsum("nij,nj->ni", torch.einsum(
-                "nti,ntj->nij", states[:, 1:s], states[:, :s - 1]), states[:, s - 1]) for s in range(2, T)], dim=1)
-            if torch.allclose(g, noconj, atol=1e-10):
-                raise AssertionError("the states are complex: the key must be conjugated, x_(i+1) x_i^* "
-                                     "(use .conj() or .mH)")
-        del C
+        outer = states[:, 1:, :, None] * states[:, :-1, None, :]  # x_(i+1) x_i^T without the conjugate
+        C = torch.cumsum(outer, dim=1)[:, :T - 2]
+        noconj = p * torch.einsum("ntij,ntj->nti", C, states[:, 1:T - 1]) / (t - 1)
+        if torch.allclose(g, noconj, atol=1e-10):
+            raise AssertionError("the states are complex: the key must be conjugated, x_(i+1) x_i^* "
+                                 "(use .conj() or .mH)")
     assert_close(got, want, "mesa predictions", atol=1e-10, rtol=1e-8,
                  hint="y_t = p/(t-1) * sum_{i<t} x_(i+1) (x_i^* x_t); index t-2 of the output predicts x_(t+1)")
     passed("check_mesa_prediction")
