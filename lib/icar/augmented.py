@@ -122,6 +122,9 @@ class AugmentedLinearAttention(BatchedModel):
             raise TypeError(f"dtype must be a real floating or complex dtype; got {dtype}")
         if init_scale < 0:
             raise ValueError(f"init_scale must be >= 0; got {init_scale}")
+        dev = resolve_device(device)
+        if dev.type == "mps" and dtype in (torch.float64, torch.complex128):
+            raise ValueError(f"MPS has no {dtype}: use device='cpu' for float64/complex128 models, or a 32-bit dtype")
         g = make_generator(seed)
         D = 3 * d
 
@@ -132,7 +135,7 @@ class AugmentedLinearAttention(BatchedModel):
                 x = torch.complex(re, im) / math.sqrt(2)
             else:
                 x = torch.randn(n_models, D, D, generator=g, dtype=torch.float64)
-            return (init_scale * x).to(dtype=dtype, device=resolve_device(device))
+            return (init_scale * x).to(dtype=dtype, device=dev)
 
         self.W_V = nn.Parameter(draw())
         self.W_KQ = nn.Parameter(draw())
