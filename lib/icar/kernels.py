@@ -137,15 +137,17 @@ def ckd_operators(states: torch.Tensor, kernel: str = "linear", beta: float = 1.
 
 class CKDResult(NamedTuple):
     """``u`` ``(B, T, d)``: the read-out estimates after the last layer; ``v`` ``(B, T, d)``: the self-estimates;
-    ``peak`` ``(n_layers, B)``: :math:`\\max_t \\|u^k_t\\|_\\infty` after each layer (the transient growth)."""
+    ``peak`` ``(n_layers, B)``: :math:`\\max_t \\|u^k_t\\|_\\infty` after each layer (the transient growth);
+    ``path`` ``(n_layers, B, T, d)``: ``u`` after every layer when ``keep_path=True``, else ``None``."""
 
     u: torch.Tensor
     v: torch.Tensor
     peak: torch.Tensor
+    path: torch.Tensor | None = None
 
 
 def ckd(states: torch.Tensor, n_layers: int, *, kernel: str = "linear", beta: float = 1.0,
-        eta: float | torch.Tensor = 1.0, normalization: str | None = None) -> CKDResult:
+        eta: float | torch.Tensor = 1.0, normalization: str | None = None, keep_path: bool = False) -> CKDResult:
     r"""Run ``n_layers`` layers of causal kernel descent on every sequence of ``states`` ``(B, T, d)`` at once.
 
     Layer :math:`k`: :math:`r^k = X - v^k` (residual of each pair, computed by its own position),
@@ -159,13 +161,29 @@ def ckd(states: torch.Tensor, n_layers: int, *, kernel: str = "linear", beta: fl
     eta_t = _eta_tensor(eta, states.shape[0], states)
     u = torch.zeros_like(states)
     v = torch.zeros_like(states)
-    peaks = []
+    peaks, path = [], []
     for _ in range(n_layers):
         r = states - v
         u = u + eta_t * (Ku @ r)
         v = v + eta_t * (Kv @ r)
         peaks.append(u.abs().amax(dim=(1, 2)))
-    return CKDResult(u, v, torch.stack(peaks))
+        if keep_path:
+            path.append(u)
+    return CKDResult(u, v, torch.stack(peaks), torch.stack(path) if keep_path else None)
+
+
+def ckd_flow(states: torch.Tensor, tau: float, *, kernel: str = "linear", beta: float = 1.0,
+             normalization: str | None = None) -> torch.Tensor:
+    r"""Continuous-depth CKD (the Neural-ODE view): :math:`n` layers of step :math:`\tau/n` tend, as
+    :math:`n \to \infty`, to the flow :math:`\dot R = -K^v R`, :math:`\dot u = K^u R`, i.e.
+    :math:`u(\tau) = K^u (K^v)^{-1} (I - e^{-\tau K^v}) X` on the pairs. Returns ``(B, T, d)``."""
+    if not tau > 0:
+        raise ValueError(f"tau (integration time) must be positive; got {tau!r}")
+    Ku, Kv = ckd_operators(states, kernel, beta, normalization)
+    A = Kv[:, 1:, 1:]
+    R0 = states[:, 1:]
+    decayed = R0 - torch.linalg.matrix_exp(-tau * A) @ R0  # (I - e^{-tau A}) X
+    return Ku[:, :, 1:] @ torch.linalg.solve_triangular(A, decayed, upper=False)
 
 
 def ckd_limit(states: torch.Tensor, *, kernel: str = "linear", beta: float = 1.0,
