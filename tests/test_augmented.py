@@ -158,7 +158,8 @@ def test_fixed_initial_state_beats_one_step():
     assert loss[:2].min().item() > 0.97 * best  # the phase-invariant models cannot beat one step
     assert loss[2:].max().item() < 0.95 * best
     st = A.read_structure(model)
-    assert st.off[:2].max().item() < 0.1 and st.off[2:].min().item() > 0.1  # ch02.leak-structure
+    assert st.off[:2].max().item() < 0.1 and st.off_pair[2:].min().item() > 0.1  # ch02.leak-structure
+    assert st.off_blocks[2:].max().item() < 0.1  # ch02.leak-blocks: part 1 of the theorem survives a fixed s_1
 
 
 def test_read_structure_real_and_complex():

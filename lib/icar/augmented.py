@@ -319,7 +319,8 @@ class Structure:
     * ``product_dev``: :math:`\max_{ik} |(BA - \eta I)_{ik}| / \eta`;
     * ``b``, ``a``: mean modulus of the diagonals of :math:`B` and :math:`A`;
     * ``off``: largest live entry outside the diagonals of :math:`B`, :math:`A`, :math:`Q_{ss}`, :math:`Q_{pp}`,
-      relative to :math:`\sqrt{ab}`;
+      relative to :math:`\sqrt{ab}`; it is the larger of ``off_pair`` (largest off-diagonal entry of :math:`B` and
+      :math:`A`) and ``off_blocks`` (largest entry of the other live blocks, valley diagonals excepted);
     * ``valley``: :math:`\max_k |(Q_{ss} + Q_{pp})_{kk}|` and ``valley_size``: :math:`\max_k |(Q_{ss})_{kk}|`,
       both relative to :math:`\sqrt{ab}` (the flat direction of the loss, see the chapter).
     """
@@ -332,6 +333,8 @@ class Structure:
     off: torch.Tensor
     valley: torch.Tensor
     valley_size: torch.Tensor
+    off_pair: torch.Tensor
+    off_blocks: torch.Tensor
 
 
 def _diag_mask(d: int, a: int, b: int) -> torch.Tensor:
@@ -360,12 +363,19 @@ def read_structure(model: AugmentedLinearAttention) -> Structure:
     keep_v = mv & ~_diag_mask(d, 0, 1)
     keep_kq = mkq & ~(_diag_mask(d, 2, 1) | _diag_mask(d, 1, 1) | _diag_mask(d, 2, 2))
     off = torch.maximum(WV.abs()[:, keep_v].amax(1), WKQ.abs()[:, keep_kq].amax(1)) / scale
+    pair_v = torch.zeros(3 * d, 3 * d, dtype=torch.bool)
+    pair_v[:d, d:2 * d] = True
+    pair_kq = torch.zeros(3 * d, 3 * d, dtype=torch.bool)
+    pair_kq[2 * d:, d:2 * d] = True
+    off_pair = torch.maximum(WV.abs()[:, keep_v & pair_v].amax(1), WKQ.abs()[:, keep_kq & pair_kq].amax(1)) / scale
+    off_blocks = torch.maximum(WV.abs()[:, keep_v & ~pair_v].amax(1), WKQ.abs()[:, keep_kq & ~pair_kq].amax(1)) / scale
     dss = torch.diagonal(block(WKQ, 1, 1, d), dim1=-2, dim2=-1)
     dpp = torch.diagonal(block(WKQ, 2, 2, d), dim1=-2, dim2=-1)
     valley = (dss + dpp).abs().amax(-1) / scale
     valley_size = dss.abs().amax(-1) / scale
     eta_imag = eta_c.imag if eta_c.is_complex() else torch.zeros_like(eta_c)
-    return Structure(*(x.cpu() for x in (eta_c.real, eta_imag, product_dev, b, a, off, valley, valley_size)))
+    return Structure(*(x.cpu() for x in (eta_c.real, eta_imag, product_dev, b, a, off, valley, valley_size,
+                                          off_pair, off_blocks)))
 
 
 @torch.no_grad()
