@@ -40,10 +40,11 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data import block_rotation, rollout
 from .models import BatchedModel
-from .runtime import DeviceLike, make_generator, resolve_device
+from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
 from .train import TrainResult, train
 from .validate import require_even, require_ndim, require_positive_int, require_real, require_shape, require_tensor
 
@@ -346,6 +347,7 @@ def mc_position_loss(law: str, C: torch.Tensor, P: torch.Tensor, t: int, *, n: i
     total, total_sq = torch.zeros(M, dtype=torch.float64), torch.zeros(M, dtype=torch.float64)
     rows = torch.tensor([t])
     done = 0
+    bar = tqdm(total=n, desc=f"Monte-Carlo ({law})", disable=not progress_enabled(), leave=False)
     while done < n:
         b = min(chunk, n - done)
         if coordinates == "eigen":
@@ -357,6 +359,8 @@ def mc_position_loss(law: str, C: torch.Tensor, P: torch.Tensor, t: int, *, n: i
         total += err.sum(-1)
         total_sq += err.pow(2).sum(-1)
         done += b
+        bar.update(b)
+    bar.close()
     mean = total / n
     var = (total_sq / n - mean.pow(2)).clamp_min(0) * n / max(n - 1, 1)
     return MCEstimate(mean, (var / n).sqrt())
