@@ -34,7 +34,7 @@ from .data import initial_states, rollout, unitary_diagonal
 from .estimators import gd_estimates, predictions
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
-from .validate import require_floating, require_ndim, require_positive_int, require_shape, require_tensor
+from .validate import require_ndim, require_positive_int, require_shape, require_tensor
 
 Seed = int | torch.Generator
 CDOUBLE = torch.complex128
@@ -320,10 +320,10 @@ def one_step_gd_predictions(states: torch.Tensor, p: float | torch.Tensor) -> to
 # ----------------------------------------------------------------------------------------------- fast gradient
 @dataclass
 class Prepared:
-    """Data pre-processed for :func:`loss_and_grad`. The sequences are cut into chunks of ``chunk`` sequences (small
+    r"""Data pre-processed for :func:`loss_and_grad`. The sequences are cut into chunks of ``chunk`` sequences (small
     temporaries stay in cache: element-wise complex products on huge tensors are limited by memory allocation), each
     laid out with the time axis last: states ``(n_c, d, T)``, eigenvalues of W ``(n_c, d)``, running Gram matrices
-    :math:`R_t = \\sum_{i=2}^{t} x_i x_i^*` as ``(n_c, d, d, T)`` and sequence weights ``(n_c,)``;
+    :math:`R_t = \sum_{i=2}^{t} x_i x_i^*` as ``(n_c, d, d, T)`` and sequence weights ``(n_c,)``;
     ``norm`` ``(T,)`` holds :math:`1/(t-1)` on the trained positions and 0 elsewhere."""
 
     chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
