@@ -192,7 +192,7 @@ class AugmentedAttention(BatchedModel):
     @torch.no_grad()
     def key_query(self) -> torch.Tensor:
         r""":math:`W_K^\top W_Q/\sqrt D` ``(M, D, D)``: rows index the key slot, columns the query slot."""
-        return self.W_K.mT @ self.W_Q / math.sqrt(self.D)
+        return (self.W_K.mT @ self.W_Q / math.sqrt(self.D)).detach()
 
     @torch.no_grad()
     def value_map(self) -> torch.Tensor:
@@ -202,8 +202,8 @@ class AugmentedAttention(BatchedModel):
         scale left out); ``paper=False``: :math:`(W_V)_{0:d}`.
         """
         if not self.paper:
-            return self.W_V[:, : self.d]
-        return self.W_F[:, : self.d] @ (self.ln_w[:, :, None] * (self.W_O @ self.W_V))
+            return self.W_V[:, : self.d].detach().clone()
+        return (self.W_F[:, : self.d] @ (self.ln_w[:, :, None] * (self.W_O @ self.W_V))).detach()
 
 
 class PositionalTokenAttention(BatchedModel):
