@@ -213,3 +213,20 @@ def test_checker_explains_other_mistakes():
         ch04.check_unitary_position_loss(lambda C, p: _student_right(C, p) - C.shape[0])
     with pytest.raises(AssertionError, match="0-dimensional"):
         ch04.check_unitary_position_loss(lambda C, p: _student_right(C, p).reshape(1))
+
+
+def test_released_form_has_the_same_minimiser():
+    model = mh.MultiHeadDiagonal(2, 4, 4, 7, seed=2)
+    mh.train_population(model, "unitary", steps=300, lr=0.02, variant="released", progress=False)
+    assert model.population_loss("unitary").max() < 1e-6
+
+
+def test_head_gram_prediction_is_exact_for_balanced_heads():
+    A0 = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    c = torch.tensor([1.5, -0.7], dtype=torch.float64)
+    gram = mh.predicted_head_gram(A0, A0.clone(), c)
+    assert torch.allclose(gram, c.abs()[:, None, None] * torch.eye(4, dtype=torch.float64), atol=1e-12)
+    E = A0 @ A0.mT - 0.5 * A0 @ A0.mT  # any symmetric imbalance: S - c^2 S^{-1} = E must hold
+    B0 = A0 * 0.5 ** 0.5
+    S = mh.predicted_head_gram(A0, B0, c)
+    assert torch.allclose(S - c[:, None, None] ** 2 * torch.linalg.inv(S), E, atol=1e-10)
