@@ -230,3 +230,20 @@ def test_head_gram_prediction_is_exact_for_balanced_heads():
     B0 = A0 * 0.5 ** 0.5
     S = mh.predicted_head_gram(A0, B0, c)
     assert torch.allclose(S - c[:, None, None] ** 2 * torch.linalg.inv(S), E, atol=1e-10)
+
+
+def _trig_right(prev, cur):
+    n, d = cur.shape
+    dot = (prev * cur).reshape(n, d // 2, 2).sum(-1)
+    return (2 * dot / cur.reshape(n, d // 2, 2).pow(2).sum(-1)).repeat_interleave(2, -1) * cur - prev
+
+
+def test_trig_checker_accepts_the_right_answer_and_explains_wrong_ones(capsys):
+    ch04.check_trig_predict(_trig_right)
+    assert "passed" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="plane by plane"):
+        ch04.check_trig_predict(lambda p, c: 2 * (p * c).sum(-1, keepdim=True) / c.pow(2).sum(-1, keepdim=True) * c - p)
+    with pytest.raises(AssertionError, match="divide the inner product"):
+        ch04.check_trig_predict(lambda p, c: 2 * (p * c).reshape(c.shape[0], -1, 2).sum(-1).repeat_interleave(2, -1) * c - p)
+    with pytest.raises(AssertionError, match="subtracts the previous state"):
+        ch04.check_trig_predict(lambda p, c: _trig_right(p, c) + 2 * p)

@@ -58,3 +58,45 @@ def check_unitary_position_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch
     assert_close(zero.reshape(()), torch.tensor(0.0, dtype=torch.float64), "loss at C = I, p = (0, 0, 1)",
                  atol=1e-12, rtol=0, hint="C = I with all the weight on the latest token predicts s_{t+1} exactly")
     passed("check_unitary_position_loss")
+
+
+def _trig_reference(prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    n, d = cur.shape
+    dot = (prev * cur).reshape(n, d // 2, 2).sum(-1)
+    norm2 = cur.reshape(n, d // 2, 2).pow(2).sum(-1)
+    return (2 * dot / norm2).repeat_interleave(2, dim=-1) * cur - prev
+
+
+def check_trig_predict(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    r"""Check a student's trigonometric predictor ``fn(prev, cur)``: from :math:`s_{t-1}` and :math:`s_t`
+    (``(n, d)`` real, ``d`` even, planes = coordinates ``(2m, 2m+1)``), return
+    :math:`\hat s_{t+1} = 2\cos\theta_m\, s_t - s_{t-1}` in each plane, with
+    :math:`2\cos\theta_m = 2\langle s_{t-1}, s_t\rangle_m / \|s_t\|_m^2` read from the two states only."""
+    g = torch.Generator().manual_seed(44)
+    n, d = 16, 6
+    theta = 2 * torch.pi * torch.rand(n, d // 2, generator=g, dtype=torch.float64)
+    c, s = torch.cos(theta), torch.sin(theta)
+    prev = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.rand(n, d // 2, generator=g,
+                                                                                 dtype=torch.float64).add(0.5).repeat_interleave(2, -1)
+    x, y = prev[:, 0::2], prev[:, 1::2]
+    cur = torch.stack([c * x - s * y, s * x + c * y], -1).reshape(n, d)
+    nxt = torch.stack([c * cur[:, 0::2] - s * cur[:, 1::2], s * cur[:, 0::2] + c * cur[:, 1::2]], -1).reshape(n, d)
+    got = fn(prev.clone(), cur.clone())
+    want = _trig_reference(prev, cur)
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and not torch.allclose(got.double(), want, atol=1e-9):
+        dot_all = (prev * cur).sum(-1, keepdim=True)
+        hints = [
+            (2 * (prev * cur).reshape(n, d // 2, 2).sum(-1).repeat_interleave(2, -1) * cur - prev,
+             "divide the inner product by the squared norm of the plane: 2 cos(theta) = 2 <s_{t-1}, s_t> / ||s_t||^2"),
+            (2 * dot_all / cur.pow(2).sum(-1, keepdim=True) * cur - prev,
+             "each plane (coordinates 2m, 2m+1) rotates by its own angle: take the inner products plane by plane"),
+            ((2 * (prev * cur).reshape(n, d // 2, 2).sum(-1) / cur.reshape(n, d // 2, 2).pow(2).sum(-1))
+             .repeat_interleave(2, -1) * cur + prev, "the recursion subtracts the previous state: ... - s_{t-1}"),
+        ]
+        for wrong, hint in hints:
+            if torch.allclose(got.double(), wrong, atol=1e-9):
+                raise AssertionError(f"prediction of s_(t+1) differs from the recursion\n  hint: {hint}")
+    assert_close(got, want, "prediction of s_(t+1)", atol=1e-9, rtol=1e-9,
+                 hint="in each plane, s_{t+1} + s_{t-1} = 2 cos(theta) s_t")
+    assert_close(want, nxt, "reference against the true next state", atol=1e-9, rtol=1e-9)
+    passed("check_trig_predict")
