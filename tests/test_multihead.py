@@ -247,3 +247,14 @@ def test_trig_checker_accepts_the_right_answer_and_explains_wrong_ones(capsys):
         ch04.check_trig_predict(lambda p, c: 2 * (p * c).reshape(c.shape[0], -1, 2).sum(-1).repeat_interleave(2, -1) * c - p)
     with pytest.raises(AssertionError, match="subtracts the previous state"):
         ch04.check_trig_predict(lambda p, c: _trig_right(p, c) + 2 * p)
+
+
+def test_per_model_states_give_the_same_predictions_as_shared_states():
+    model = mh.MultiHeadDiagonal(3, 4, 2, 6, seed=7)
+    states = mh.eigen_sequences("orthogonal", 5, 4, 6, seed=1)
+    shared = model(states)
+    per_model = model(states.unsqueeze(0).expand(3, -1, -1, -1))
+    assert torch.allclose(shared, per_model, atol=1e-13)
+    assert torch.allclose(shared, mh.predict(states, model.C(), model.P), atol=1e-13)
+    with pytest.raises(ValueError, match="per model"):
+        model(states.unsqueeze(0).expand(2, -1, -1, -1))
