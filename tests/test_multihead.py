@@ -258,3 +258,17 @@ def test_per_model_states_give_the_same_predictions_as_shared_states():
     assert torch.allclose(shared, mh.predict(states, model.C(), model.P), atol=1e-13)
     with pytest.raises(ValueError, match="per model"):
         model(states.unsqueeze(0).expand(2, -1, -1, -1))
+
+
+def test_balanced_start_gives_orthogonal_heads():
+    model = mh.MultiHeadDiagonal(3, 5, 5, 8, seed=4)
+    with torch.no_grad():
+        model.B.copy_(model.A)
+    res = mh.train_population(model, "unitary", steps=300, lr=0.02, progress=False)
+    assert res.final.max() < 1e-6
+    A, B = (x.detach() for x in model.masked_heads())
+    gram = A @ A.mT
+    norms = torch.diagonal(gram, 0, -2, -1)
+    cos = (gram / torch.sqrt(norms[:, :, None] * norms[:, None, :]))[:, ~torch.eye(5, dtype=torch.bool)].abs().amax(-1)
+    bound = torch.linalg.matrix_norm(A @ A.mT - B @ B.mT, ord=2) / norms.amin(-1)
+    assert (cos <= bound).all() and cos.max() < 1e-2
