@@ -127,6 +127,11 @@ def test_unitary_loss_floor_is_d_minus_H():
     res = mh.train_population(model, "unitary", steps=300, lr=0.02, progress=False)
     floor = torch.tensor([mh.rank_floor("unitary", d, h) for h in heads], dtype=torch.float64)
     assert (res.final / (T - 2) - floor).abs().max() < 1e-3
+    latest, _, _ = mh.bands(model.P_masked().detach())
+    Mpc = latest[:, :, None, None] * model.C().detach()[:, None]
+    eig = torch.linalg.eigvalsh((Mpc + Mpc.mT) / 2)
+    projector = (torch.arange(d)[None, :] >= d - torch.tensor(heads)[:, None]).double()
+    assert (eig - projector[:, None, :]).abs().max() < 1e-2
 
 
 # ------------------------------------------------------------------------------------------ training (C5, C6)
