@@ -354,7 +354,7 @@ def mc_position_loss(law: str, C: torch.Tensor, P: torch.Tensor, t: int, *, n: i
             s = eigen_sequences(law, b, d, t + 1, seed=g)
         else:
             s, _ = rotation_sequences(b, d, t + 1, seed=g)
-        pred = _predict(s.to(C.device), C, P[:, : t + 1, : t + 1], rows)[:, :, 0]  # (M, b, d)
+        pred = _predict(s.to(C.device), C, P[:, : t + 1, : t + 1], rows.to(C.device))[:, :, 0]  # (M, b, d)
         err = (pred - s[None, :, t].to(C.device)).abs().pow(2).sum(-1).double().cpu()  # (M, b)
         total += err.sum(-1)
         total_sq += err.pow(2).sum(-1)
@@ -497,6 +497,7 @@ def token_coefficients(C: torch.Tensor, P: torch.Tensor, states: torch.Tensor) -
         raise ValueError(f"states must have shape (B, T, d) = (*, {T}, {C.shape[-1]}); got {tuple(states.shape)}")
     rows = torch.arange(2, T, device=states.device)
     X = states[:, rows - 2, None, :] * states[:, None, :, :]  # (B, R, T, d)
+    P = P.to(states)
     return P[:, rows - 1][:, None, :, :, None] * torch.einsum("mik,brtk->mbrti", C.to(states), X)
 
 
