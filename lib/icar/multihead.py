@@ -46,7 +46,8 @@ from .data import block_rotation, rollout
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
 from .train import TrainResult, train
-from .validate import require_even, require_ndim, require_positive_int, require_real, require_shape, require_tensor
+from .validate import (require_even, require_ndim, require_positive_int, require_real, require_same_kind,
+                       require_shape, require_tensor)
 
 Seed = int | torch.Generator
 LAWS = ("unitary", "orthogonal")
@@ -147,6 +148,7 @@ def _check_CP(C: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     require_ndim(P, "P", (3,), "(M, T, T)")
     require_real(C, "C")
     require_real(P, "P")
+    require_same_kind(C, P, "C", "P")
     M, d, d2 = C.shape
     if d != d2:
         raise ValueError(f"C must be square, shape (M, d, d); got {tuple(C.shape)}")
