@@ -70,7 +70,7 @@ def test_zero_baseline_is_one_over_d():
     te = nc.haar_sequences(128, 5, 11, seed=4).states
     b = nc.one_step_gd_baselines(tr, te)
     assert abs(b.zero - 1 / 5) < 1e-12  # unit-norm states: mean square coordinate is exactly 1/d
-    assert b.gd_per_position < b.gd_shared < b.zero
+    assert b.gd_normalized < b.gd_per_position < b.gd_shared < b.zero
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -127,20 +127,25 @@ def test_fixed_start_leak_draws_attention_to_second_token():
     assert mass[0] > 2 * mass[1]
 
 
-def test_augmented_training_beats_one_step_gd():
-    """Mirror of ch05.aug-beats-gd at a tiny size: the fixed start lets the trained layer beat one GD step."""
+def test_augmented_training_beats_one_step_gd_and_random_start_restores_symmetry():
+    """Mirror of ch05.aug-*: at a tiny size, the trained layer beats one GD step, behaves like a normalised GD step, and
+    its (key s_{j-1}, query s_t) block is closer to c I with a random start than with a fixed one."""
     d, T, n = 3, 10, 1024
-    tr = nc.haar_sequences(n, d, T + 1, seed=11, start="fixed", dtype=torch.float32).states
-    te = nc.haar_sequences(512, d, T + 1, seed=12, start="fixed", dtype=torch.float32).states
-    X, Y = nc.split_inputs_targets(tr, True)
-    Xt, Yt = nc.split_inputs_targets(te, True)
-    m = nc.AugmentedAttention(1, d, paper=True, seed=0, dtype=torch.float32)
-    train(m, lambda step, g: (lambda i: (X[i], Y[i]))(torch.randint(n, (128,), generator=g)), steps=300, lr=3e-2,
-          progress=False)
-    with torch.no_grad():
-        mse = per_model_mse(m(Xt), Yt).item()
-    base = nc.one_step_gd_baselines(tr.double(), te.double())
-    assert mse < base.gd_per_position
+    data = {st: [nc.haar_sequences(m, d, T + 1, seed=s, start=st, dtype=torch.float32).states
+                 for m, s in ((n, 11), (512, 12))] for st in ("fixed", "random")}
+    X = torch.stack([nc.split_inputs_targets(data[st][0], True)[0] for st in data])
+    Y = torch.stack([nc.split_inputs_targets(data[st][0], True)[1] for st in data])
+    m = nc.AugmentedAttention(2, d, paper=True, seed=0, dtype=torch.float32)
+    train(m, nc.minibatches(X, Y, 128), steps=300, lr=3e-2, progress=False)
+    for k, st in enumerate(data):
+        Xt, Yt = nc.split_inputs_targets(data[st][1], True)
+        with torch.no_grad():
+            mse = per_model_mse(m(Xt), Yt)[k].item()
+        base = nc.one_step_gd_baselines(data[st][0].double(), data[st][1].double())
+        assert mse < base.gd_per_position
+        assert abs(mse - base.gd_normalized) < 0.25 * base.gd_normalized  # it behaves like a normalised GD step
+    _, dist = nc.relative_distance_to_scalar(m.key_query().double()[:, 2 * d:, d:2 * d])
+    assert dist[1] < dist[0]
 
 
 def test_kq_blocks_and_scalar_distance():

@@ -319,13 +319,16 @@ class Baselines(NamedTuple):
     copy: float
     gd_shared: float
     gd_per_position: float
+    gd_normalized: float
     gamma_shared: float
     gamma_per_position: torch.Tensor
 
 
 def one_step_gd_baselines(train_states: torch.Tensor, test_states: torch.Tensor) -> Baselines:
-    r"""Predict 0, copy :math:`s_t`, and one GD step :math:`\gamma f_t` (see :func:`gd_features`) with the step
-    :math:`\gamma` fitted by least squares on ``train_states``: shared over positions, or one per position.
+    r"""Predict 0, copy :math:`s_t`, one GD step :math:`\gamma f_t` (see :func:`gd_features`) with the step
+    :math:`\gamma` fitted by least squares on ``train_states`` (shared over positions, or one per position), and a
+    *normalised* GD step :math:`c_t f_t/\|f_t\|` (its length fitted per position, so the effective step size
+    :math:`c_t/\|f_t\|` depends on the prompt, as after a LayerNorm).
 
     Errors are measured on ``test_states``; both ``(n, T, d)`` real.
     """
@@ -338,8 +341,15 @@ def one_step_gd_baselines(train_states: torch.Tensor, test_states: torch.Tensor)
     g_sh = num.sum() / den.sum()
     Ft, Yt = gd_features(test_states), test_states[:, 1:]
     mse = lambda P: (P - Yt).pow(2).mean().item()  # noqa: E731
+
+    def unit(F: torch.Tensor) -> torch.Tensor:
+        n = torch.linalg.vector_norm(F, dim=-1, keepdim=True)
+        return torch.where(n > 0, F / n.clamp_min(1e-300), torch.zeros_like(F))
+
+    U, Ut = unit(F), unit(Ft)
+    c_pos = (U * Y).sum((0, 2)) / (U * U).sum((0, 2)).clamp_min(1e-300)
     return Baselines(mse(torch.zeros_like(Yt)), mse(test_states[:, :-1]), mse(g_sh * Ft),
-                     mse(g_pos[None, :, None] * Ft), g_sh.item(), g_pos)
+                     mse(g_pos[None, :, None] * Ft), mse(c_pos[None, :, None] * Ut), g_sh.item(), g_pos)
 
 
 def position_mass(attn: torch.Tensor, position: int, first_row: int) -> torch.Tensor:
