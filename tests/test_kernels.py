@@ -10,6 +10,15 @@ from icar.exercises import ch06
 from icar.kernel_transformer import KernelDescentTransformer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tensors here are tiny: one thread avoids contention on a shared CPU (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def linear20():
     return K.sample_linear(16, 5, 20, seed=1)
@@ -191,3 +200,76 @@ def test_checker_explains_wrong_answers():
         ch06.check_kaczmarz_linear(no_normalisation)
     with pytest.raises(AssertionError, match="shape"):
         ch06.check_kaczmarz_linear(lambda s: s[:, :-1])
+
+
+def test_trained_transformer_matches_construction():
+    from icar.train import per_model_mse, train
+
+    d, T, n = 3, 10, 2
+    X_test, _, _ = K.sample_linear(256, d, T, seed=99)
+
+    def err(model):
+        with torch.no_grad():
+            return per_model_mse(model(X_test)[:, :, :-1], X_test[:, 1:]) * d
+
+    etas = torch.linspace(0.05, 1.0, 12, dtype=torch.float64)
+    best = err(KernelDescentTransformer(12, d, T, n, eta=etas)).min()
+
+    def batch_fn(step, gen):
+        X, _, _ = K.sample_linear(32, d, T, seed=gen)
+        return X, X[:, 1:]
+
+    model = KernelDescentTransformer(2, d, T, n, init="random", init_scale=0.1, seed=0)
+    train(model, batch_fn, steps=150, lr=3e-3, loss_fn=lambda p, t: per_model_mse(p[:, :, :-1], t), progress=False)
+    assert err(model).median() / best < 1.25
+
+
+def test_noncausal_interpolation_exact_and_price_of_causality():
+    X, _, _ = K.sample_linear(8, 4, 20, seed=2)
+    err_ols = K.prediction_errors(K.interpolation_predictions(X), X)
+    err_kz = K.prediction_errors(K.kaczmarz(X).u, X)
+    assert err_ols[:, 4:].max() < 1e-9
+    assert err_kz[:, 4].median() > 1e-2
+
+
+def test_median_rho_grows_with_d():
+    meds = [K.spectral_radius(*K.sample_linear(400, d, 2, seed=100 + d)[1:]).median() for d in (2, 5, 10)]
+    assert meds[0] < meds[1] < meds[2] < 1
+
+
+def test_depth_40_reaches_kaczmarz():
+    X, _, _ = K.sample_linear(16, 5, 30, seed=7)
+    u = K.ckd(X, 40, eta=0.25).u
+    e_n = K.prediction_errors(u, X)[:, 9:29].pow(2).mean()
+    e_kz = K.prediction_errors(K.kaczmarz(X).u, X)[:, 9:29].pow(2).mean()
+    assert (e_n / e_kz - 1).abs() < 0.01
+    path = K.ckd(X, 5, eta=0.25, keep_path=True).path
+    assert path.shape == (5, 16, 30, 5)
+    assert (path[-1] - K.ckd(X, 5, eta=0.25).u).abs().max() == 0
+
+
+def test_flow_is_the_continuous_depth_limit():
+    X, _, _ = K.sample_linear(4, 5, 20, seed=10)
+    flow = K.ckd_flow(X, 8.0)
+    e1 = (K.ckd(X, 500, eta=8.0 / 500).u - flow).abs().max()
+    e2 = (K.ckd(X, 1000, eta=8.0 / 1000).u - flow).abs().max()
+    assert abs(e1 / e2 - 2) < 0.1
+    assert (K.ckd_flow(X, 200.0) - K.kaczmarz(X).u).abs().max() < 1e-9
+    with pytest.raises(ValueError, match="tau"):
+        K.ckd_flow(X, 0.0)
+
+
+def test_nonlinear_map_is_learned_by_exponential_kernel():
+    X = K.sample_nonlinear(8, 4, 300, eps=1.0, seed=9)
+    assert (torch.linalg.vector_norm(X, dim=-1) - 1).abs().max() < 1e-12
+    err = K.prediction_errors(K.kaczmarz(X, kernel="exp", beta=5.0).u, X)
+    t = torch.arange(1, 300)
+    assert K.loglog_slope(t[49:], err[:, 49:].mean(0)) < -0.5
+
+
+def test_sample_periodic_is_periodic():
+    X, Z = K.sample_periodic(3, 4, 5, 23, seed=0)
+    assert (X[:, 5:] - X[:, :-5]).abs().max() == 0
+    assert (X[:, :5] - Z).abs().max() == 0
+    with pytest.raises(ValueError, match="period p must be at least 2"):
+        K.sample_periodic(3, 4, 1, 10, seed=0)
