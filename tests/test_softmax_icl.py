@@ -196,3 +196,34 @@ def test_checker_accepts_the_right_answer(capsys):
 def test_checker_explains_wrong_answers(wrong, message):
     with pytest.raises(AssertionError, match=message):
         ch07.check_per_query_loss(wrong)
+
+
+def test_query_in_softmax_has_a_floor_after_training():
+    # with the query in the softmax, the target tokens get at most n_k / (n_k + 1) of the attention, so
+    # L >= 1/2 sum_k p_k E[1 / (n_k + 1)^2] whatever Q is; check it on a trained model (quadrature design)
+    K, d, N, B0 = 3, 4, 6, 10
+    V = S.orthonormal_features(K, d, seed=0)
+    p = S.feature_probs(K)
+    tokens = S.sample_tokens(p, N, B0, seed=1)
+    E, y, w = S.design_prompts(V, tokens, p)
+    model = S.SoftmaxICL(1, d, include_query=True)
+    res = train(model, lambda s, g: (E, y), steps=200, lr=5.0, optimizer="sgd",
+                loss_fn=lambda pr, tg: S.raw_loss(pr, tg, w), progress=False)
+    n = S.counts_of(tokens, K)
+    bound = 0.5 * (p * (1.0 / (n + 1) ** 2).mean(0)).sum()
+    assert res.final.item() >= bound.item() - 1e-12
+    assert res.final.item() < 2 * bound.item()        # training gets close to it: the bound is the real floor
+
+
+def test_reduced_gd_rejects_empty_prompts():
+    with pytest.raises(ValueError, match="at least one token per prompt"):
+        S.reduced_gd(torch.zeros(1, 2, 3, dtype=torch.float64), S.feature_probs(3)[None], 1.0, 3)
+
+
+def test_step_size_only_rescales_time():
+    etas = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    p = torch.stack([S.feature_probs(6)] * 3)
+    run = S.reduced_gd(S.mean_field_counts(p, 120), p, etas, 500, progress=False)
+    scaled = S.first_time_below(run.steps, run.loss, 0.02) * etas
+    assert torch.isfinite(scaled).all()
+    assert scaled.max() / scaled.min() - 1 < 0.02

@@ -297,6 +297,8 @@ def reduced_gd(counts: torch.Tensor, p: torch.Tensor, lr: float | torch.Tensor, 
     if counts.dim() != 3:
         raise ValueError(f"counts must have shape (M, P, K); got {tuple(counts.shape)}")
     M, _, K = counts.shape
+    if (counts < 0).any() or (counts.sum(-1) <= 0).any():
+        raise ValueError("counts must be non-negative with at least one token per prompt (every row sums to N >= 1)")
     _check_probs(p)
     if p.shape != (M, K):
         raise ValueError(f"p must have shape (M, K) = ({M}, {K}); got {tuple(p.shape)}")
