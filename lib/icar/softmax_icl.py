@@ -291,7 +291,8 @@ def reduced_gd(counts: torch.Tensor, p: torch.Tensor, lr: float | torch.Tensor, 
     ``counts`` ``(M, P, K)`` (a fixed sample of prompt counts per model; ``P = 1`` with :func:`mean_field_counts` is
     the mean-field limit), ``p`` ``(M, K)``, ``lr`` a number or ``(M,)``. Starts from ``Z0`` (default 0, uniform
     attention). Records iterations ``0, record_every, ...`` and the last one. One loop over iterations (GD is
-    sequential); everything inside is a tensor op over models, prompts and features.
+    sequential); everything inside is a tensor op over models, prompts and features. Runs in float64, except on
+    MPS (which has no float64), where it runs in float32.
     """
     require_tensor(counts, "counts")
     if counts.dim() != 3:
