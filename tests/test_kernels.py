@@ -160,6 +160,17 @@ def test_errors():
         KernelDescentTransformer(1, 3, 6, 1, attention="relu")
     with pytest.raises(ValueError, match="max_len=4"):
         KernelDescentTransformer(1, 3, 4, 1)(X)
+    with pytest.raises(ValueError, match="last dimension d=4"):
+        KernelDescentTransformer(1, 4, 6, 1)(X)
+    with pytest.raises(ValueError, match="eta .* must be positive"):
+        KernelDescentTransformer(1, 3, 6, 1, eta=-0.5)
+    with pytest.raises(ValueError, match="beta"):
+        KernelDescentTransformer(1, 3, 6, 1, beta=0.0)
+    with pytest.raises(ValueError, match="one per model"):
+        KernelDescentTransformer(2, 3, 6, 1, eta=torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
+    c, a = K.linear_map_as_kernel_expansion(W)
+    with pytest.raises(ValueError, match=r"f_coefs must have shape \(B, m, d\)"):
+        K.energy_balance(X, c, a[:, :, :2])
 
 
 def _kaczmarz_loop(states):

@@ -81,8 +81,12 @@ class KernelDescentTransformer(BatchedModel):
         # coordinates) and writes the content slots (4d): its weights are (M, 2 heads, 4d, C)
         C = 4 * d + 3
         self.C = C
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+            raise ValueError(f"beta (inverse temperature) must be a positive number; got {beta!r}")
         if init == "construct":
             eta_t = torch.as_tensor(eta, dtype=dtype).flatten()
+            if not bool((eta_t > 0).all()):
+                raise ValueError(f"eta (step size) must be positive; got {eta_t.tolist()}")
             if eta_t.numel() == 1:
                 eta_t = eta_t.expand(M)
             if eta_t.numel() != M:

@@ -371,6 +371,11 @@ def energy_balance(states: torch.Tensor, f_centers: torch.Tensor, f_coefs: torch
     r"""Both sides of the energy identity of the Kaczmarz sweep for a target :math:`f = \sum_j k(c_j,\cdot)a_j`
     that generated ``states`` (:math:`x_{t+1} = f(x_t)`): the weighted squared errors, the squared RKHS distance
     :math:`\|f - f^{(T)}\|^2` left after the last pair, and :math:`\|f\|^2`."""
+    check_states(states)
+    B, _, d = states.shape
+    require_ndim(f_centers, "f_centers", (3,), "(B, m, d)")
+    require_shape(f_centers, "f_centers", (B, None, d), "(B, m, d)")
+    require_shape(f_coefs, "f_coefs", (B, f_centers.shape[1], d), "(B, m, d)")
     res = kaczmarz(states, kernel=kernel, beta=beta)
     err = prediction_errors(res.u, states)
     diag = kernel_matrix(states[:, :-1, None, :], states[:, :-1, None, :], kernel, beta)[..., 0, 0]
