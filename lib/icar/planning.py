@@ -513,3 +513,78 @@ def explore(n: int = 40, p: float = 0.15, train_frac: float = 0.2, steps: int = 
     txt = ", ".join(f"{k}: {v[0]:.2f} ({v[1]} pairs)" for k, v in acc.items())
     fig.suptitle(f"greedy test accuracy - {txt}", y=1.02, fontsize=10)
     return fig
+
+
+# ------------------------------------------------------------------------------------------------ composition test
+def binary_tree(depth: int, *, device: DeviceLike = "cpu") -> torch.Tensor:
+    r"""Complete binary tree with edges parent :math:`\to` child: node :math:`i` has children :math:`2i+1, 2i+2`;
+    ``depth`` levels below the root, :math:`2^{depth+1} - 1` nodes. Returns ``A`` ``(1, n, n)`` bool."""
+    require_positive_int(depth, "depth")
+    n = 2 ** (depth + 1) - 1
+    A = torch.zeros(1, n, n, dtype=torch.bool)
+    parents = torch.arange((n - 1) // 2)
+    A[0, parents, 2 * parents + 1] = True
+    A[0, parents, 2 * parents + 2] = True
+    return A.to(resolve_device(device))
+
+
+def distances(A: torch.Tensor) -> torch.Tensor:
+    r"""``D[g, s, t]`` = number of edges of the shortest path :math:`s \to t` (``-1`` if none, 0 on the diagonal),
+    from the boolean powers of ``A`` (one product per length, at most ``n - 1``)."""
+    A = require_adjacency(A)
+    n = A.shape[-1]
+    D = torch.full(A.shape, -1, dtype=torch.long, device=A.device)
+    D[:, torch.arange(n), torch.arange(n)] = 0
+    Pk = torch.eye(n, dtype=torch.float32, device=A.device).expand_as(A).clone()
+    for k in range(1, n):
+        Pk = ((Pk @ A.to(torch.float32)) > 0).to(torch.float32)
+        if not bool(Pk.any()):
+            break
+        D = torch.where((D < 0) & (Pk > 0), torch.full_like(D, k), D)
+    return D
+
+
+def horizon_data(A: torch.Tensor, max_train_dist: int, *, n_paths: int = 1, seed: int = 0) -> PathData:
+    r"""Composition test: train on every reachable pair at distance :math:`\le` ``max_train_dist``, test on all
+    longer pairs. The training data then show every edge and every *short* reachability; a long pair can only be
+    solved by chaining them."""
+    A = require_adjacency(A)
+    require_positive_int(max_train_dist, "max_train_dist")
+    R = reachability(A)
+    D = distances(A)
+    tr, te = (D >= 1) & (D <= max_train_dist), D > max_train_dist
+    paths, g, s, t = sample_paths(A, R, tr, n_paths, seed=seed)
+    return PathData(A, R, tr, te, paths, g, s, t, count_triples(paths, g, t, A.shape[0], A.shape[-1]))
+
+
+def accuracy_by_distance(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, n_samples: int = 20,
+                         seed: int = 0, mask: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sampled accuracy on the pairs of ``mask`` (default: the test pairs) at each distance: every pair decoded
+    ``n_samples`` times (samples stacked on the pair axis). Returns ``(distances, accuracy, number of decodes)``."""
+    require_positive_int(n_samples, "n_samples")
+    S, T, V = pairs_of(data.test if mask is None else mask)
+    D = distances(data.A)
+    g = torch.arange(S.shape[0])[:, None].expand_as(S)
+    d = D[g, S, T]
+    rep = lambda x: x.repeat(1, n_samples)  # noqa: E731
+    ok = decode(W_M, W_V, data.A, rep(S), rep(T), greedy=False, seed=seed)
+    dd, vv = rep(d), rep(V)
+    ds = torch.unique(dd[vv])
+    acc = torch.stack([ok[vv & (dd == k)].double().mean() for k in ds])
+    cnt = torch.stack([(vv & (dd == k)).sum() for k in ds])
+    return ds, acc, cnt
+
+
+def first_step_share(W_M: torch.Tensor, W_V: torch.Tensor, A: torch.Tensor, R: torch.Tensor, source: torch.Tensor,
+                     target: torch.Tensor) -> torch.Tensor:
+    r"""Probability the model gives, at the first step from :math:`s`, to the successors of :math:`s` that reach
+    :math:`t`, divided by the probability of all successors of :math:`s`: the share of its next-edge mass that
+    goes the right way. ``source``, ``target`` ``(M, P)``; returns ``(M, P)``."""
+    A = require_adjacency(A)
+    m = torch.arange(W_M.shape[0], device=W_M.device)[:, None]
+    n = A.shape[-1]
+    prob = torch.softmax(W_M[m, source] + W_V[m, target], -1)[..., :n]
+    succ = A[m, source]
+    good = succ & R.bool()[m, target]
+    return (prob * good).sum(-1) / (prob * succ).sum(-1)
