@@ -186,3 +186,45 @@ def test_checker_accepts_the_reference_and_explains_wrong_answers():
         ex08.check_gradients(lambda a, b, N: tuple(g * N.sum((1, 2, 3))[:, None, None] for g in pl.gradients(a, b, N)))
     with pytest.raises(AssertionError, match="pair"):
         ex08.check_gradients(lambda a, b, N: a)
+
+
+# ----------------------------------------------------------------------------------------------- composition test
+@pytest.fixture(scope="module")
+def tree_run():
+    tree = pl.horizon_data(pl.binary_tree(4), max_train_dist=2)
+    run = pl.train_planner(tree.counts, steps=200, lr=300.0, n_snapshots=1, progress=False)
+    return tree, run
+
+
+def test_tree_and_distances():
+    A = pl.binary_tree(3)
+    assert A.shape == (1, 15, 15) and int(A.sum()) == 14
+    D = pl.distances(A)[0]
+    assert D[0, 14].item() == 3 and D[1, 4].item() == 1 and D[1, 2].item() == -1 and D[5, 5].item() == 0
+    tree = pl.horizon_data(A, 2)
+    assert int(tree.train.sum()) == 14 + 12 and int(tree.test.sum()) == 8
+    A_obs, _ = pl.observed_matrices(tree.counts)
+    assert torch.equal(A_obs, A)
+
+
+def test_tree_children_tie_in_W_M_and_share_is_one_half_on_unobserved_pairs(tree_run):
+    tree, run = tree_run
+    W_M, W_V = run.W_M[-1], run.W_V[-1]
+    parents = torch.arange(7)
+    assert (W_M[0, parents, 2 * parents + 1] - W_M[0, parents, 2 * parents + 2]).abs().max() < 1e-12  # symmetry
+    S, T, V = pl.pairs_of(tree.test)
+    share = pl.first_step_share(W_M, W_V, tree.A, tree.R, S, T)[V]
+    assert (share - 0.5).abs().max() < 0.01
+    S, T, V = pl.pairs_of(tree.train)
+    assert pl.first_step_share(W_M, W_V, tree.A, tree.R, S, T)[V].min() > 0.99
+
+
+def test_tree_sampled_accuracy_is_no_better_than_guessing(tree_run):
+    tree, run = tree_run
+    dist, acc, cnt = pl.accuracy_by_distance(run.W_M[-1], run.W_V[-1], tree, n_samples=100, seed=1,
+                                             mask=tree.train | tree.test)
+    assert dist.tolist() == [1, 2, 3, 4]
+    guess = torch.tensor([1.0, 1.0, 0.5, 0.25], dtype=torch.float64)
+    assert bool((acc[2:] <= guess[2:] + 3 * (0.25 / cnt[2:]) ** 0.5).all())
+    assert bool((acc[:2] >= 0.95).all())
+    assert acc[2] > 0.3  # the last, observed steps still work: the drop is the guessed step, not a broken model
