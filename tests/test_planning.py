@@ -162,6 +162,11 @@ def test_error_messages():
     cyc[0, 0, 1] = cyc[0, 1, 2] = cyc[0, 2, 0] = True
     with pytest.raises(ValueError, match="acyclic"):
         pl.require_dag(cyc)
+    with pytest.raises(ValueError, match="acyclic"):
+        pl.sample_paths(cyc, pl.reachability(cyc), cyc, 2)
+    with pytest.raises(ValueError, match="W_V must have shape"):
+        pl.decode(torch.zeros(1, 3, 4), torch.zeros(1, 3, 3), cyc, torch.zeros(1, 2, dtype=torch.long),
+                  torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="probability"):
         pl.random_dag(1, 5, 1.5)
     with pytest.raises(TypeError, match="seeded"):

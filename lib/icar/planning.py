@@ -157,7 +157,9 @@ def sample_paths(A: torch.Tensor, R: torch.Tensor, pairs: torch.Tensor, n_paths:
     are :math:`t`); a pair with a direct edge also gets the one-edge path :math:`s \to t`. Returns
     ``paths`` ``(P, n)`` (padded with ``-1``), ``graph``, ``source``, ``target`` ``(P,)``.
     """
-    A = require_adjacency(A)
+    A = require_dag(A)  # a walk in a DAG ends within n-1 steps
+    require_shape(R, "R", tuple(A.shape), "(G, n, n)")
+    require_shape(pairs, "pairs", tuple(A.shape), "(G, n, n)")
     require_positive_int(n_paths, "n_paths")
     G, n, _ = A.shape
     gen = make_generator(seed)
@@ -357,6 +359,8 @@ def decode(W_M: torch.Tensor, W_V: torch.Tensor, A: torch.Tensor, source: torch.
     """
     A = require_adjacency(A)
     M, n = W_M.shape[0], W_M.shape[1]
+    require_shape(W_M, "W_M", (M, n, n + 1), "(M, n, n+1)")
+    require_shape(W_V, "W_V", (M, n, n + 1), "(M, n, n+1)")
     require_shape(A, "A", (M, n, n), "(M, n, n)")
     require_shape(source, "source", (M, None), "(M, P)")
     require_shape(target, "target", tuple(source.shape), "(M, P)")

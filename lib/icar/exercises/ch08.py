@@ -43,8 +43,8 @@ def check_gradients(student: Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
                 raise AssertionError(f"{what}: you summed over the wrong axis: W^M collects the sum over targets j, "
                                      "W^V the sum over current nodes i")
             p = torch.softmax(W_M[:, :, None, :] + W_V[:, None, :, :], -1)
-            unweighted = (p - N) if what == "grad_W_M" else (p - N)
-            unweighted = (unweighted.sum(2) if what == "grad_W_M" else unweighted.sum(1)) / Z
+            resid = p - N  # probabilities not weighted by the context counts N[i,j]
+            unweighted = (resid.sum(2) if what == "grad_W_M" else resid.sum(1)) / Z
             if torch.allclose(g, unweighted, atol=1e-10):
                 raise AssertionError(f"{what}: the predicted counts must be weighted by how often the context "
                                      "occurs: N[i,j] p_ij(k) with N[i,j] = N[i,j,:].sum()")
