@@ -233,3 +233,25 @@ def test_tree_sampled_accuracy_is_no_better_than_guessing(tree_run):
     assert bool((acc[2:] <= guess[2:] + 3 * (0.25 / cnt[2:]) ** 0.5).all())
     assert bool((acc[:2] >= 0.95).all())
     assert acc[2] > 0.3  # the last, observed steps still work: the drop is the guessed step, not a broken model
+
+
+def test_count_loss_equals_the_token_level_loss_of_the_training_lines():
+    data = pl.make_data(1, 14, 0.3, train_frac=0.5, n_paths=3, seed=6)
+    model = pl.SimplifiedPlanner(1, 14, init_scale=0.7, seed=1)
+    P = data.paths
+    nxt = torch.cat([P[:, 1:], torch.full((P.shape[0], 1), -1)], 1)
+    valid = P >= 0
+    nxt = torch.where(valid & (nxt < 0), torch.full_like(nxt, 14), nxt)  # <eos> right after the target
+    ctx = torch.stack([P[valid], data.target[:, None].expand_as(P)[valid]], -1)  # (current, target) per token
+    token_loss = torch.nn.functional.cross_entropy(model(ctx)[0], nxt[valid])  # mean over every predicted token
+    pairs, counts = pl.training_batch(data.counts)
+    assert abs(token_loss.item() - pl.count_cross_entropy(model(pairs), counts).item()) < 1e-12
+
+
+def test_checker_flags_unweighted_probabilities():
+    def unweighted(W_M, W_V, N):
+        p = torch.softmax(W_M[:, :, None, :] + W_V[:, None, :, :], -1)
+        Z = N.sum((1, 2, 3))[:, None, None]
+        return (p - N).sum(2) / Z, (p - N).sum(1) / Z
+    with pytest.raises(AssertionError, match="weighted by how often"):
+        ex08.check_gradients(unweighted)
