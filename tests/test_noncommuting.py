@@ -279,3 +279,20 @@ def test_error_messages():
         nc.position_mass(torch.ones(3, 3), 2, 1)
     with pytest.raises(ValueError, match="fewer than one window"):
         nc.make_windows(torch.arange(3), 5)
+    with pytest.raises(ValueError, match="inputs hold 4 sequences but targets hold 3"):
+        nc.minibatches(torch.zeros(4, 5, 6), torch.zeros(3, 5, 2), 2)
+    with pytest.raises(ValueError, match="do not match"):
+        nc.per_position_mse(torch.zeros(1, 2, 3, 4), torch.zeros(2, 3, 5))
+    with pytest.raises(ValueError, match="must be square"):
+        nc.relative_distance_to_scalar(torch.zeros(2, 3, 4))
+
+
+def test_minibatches_per_model_and_per_position_mse():
+    X, Y = torch.randn(2, 10, 4, 6), torch.randn(2, 10, 4, 2)
+    x, y = nc.minibatches(X, Y, 3)(0, torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, 4, 6) and y.shape == (2, 3, 4, 2)
+    idx = [int((X[0] == x[0, k]).all(-1).all(-1).nonzero()[0]) for k in range(3)]
+    assert torch.equal(y[1], Y[1, idx])  # the same sequences for every model, inputs and targets aligned
+    pred = torch.zeros(2, 5, 4, 3)
+    target = torch.ones(5, 4, 3)
+    assert torch.equal(nc.per_position_mse(pred, target), torch.ones(2, 4))
