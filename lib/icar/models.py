@@ -86,17 +86,40 @@ class LinearAttention(BatchedModel):
         self.W_K = nn.Parameter(_init((n_models, dim, dim), init_scale, g, dtype))
         self.W_V = nn.Parameter(_init((n_models, dim, dim), init_scale, g, dtype))
 
+    def causal_weights(self, T: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``(T, T)`` lower-triangular mask, divided row-wise by ``t`` when ``normalize``."""
+        w = torch.ones(T, T, dtype=dtype, device=device).tril()
+        return w / torch.arange(1, T + 1, dtype=dtype, device=device)[:, None] if self.normalize else w
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() == 3:
+            return self._forward_shared(tokens)
         e = self.per_model(tokens, 3, "tokens")
         if e.shape[-1] != self.dim:
             raise ValueError(f"tokens must have last dimension {self.dim}; got {tuple(e.shape)}")
         q = torch.einsum("mij,mbtj->mbti", self.W_Q, e)
         k = torch.einsum("mij,mbtj->mbti", self.W_K, e)
         v = torch.einsum("mij,mbtj->mbti", self.W_V, e)
-        T = e.shape[2]
-        scores = torch.einsum("mbti,mbsi->mbts", q, k)  # (M, B, T_query, T_key)
-        mask = torch.ones(T, T, dtype=torch.bool, device=e.device).tril()
-        scores = scores.masked_fill(~mask, 0.0)
+        scores = (q @ k.transpose(-1, -2)) * self.causal_weights(e.shape[2], e.dtype, e.device)  # (M, B, T, T)
+        return scores @ v
+
+    def _forward_shared(self, e: torch.Tensor) -> torch.Tensor:
+        r"""Same output for tokens shared by all models, ``(B, T, D)``, by associativity of linear attention.
+
+        With :math:`G_m = W_{K,m}^\top W_{Q,m}` and the prefix Gram matrix :math:`F_t = \sum_{s\le t} e_s e_s^\top`
+        (a cumulative sum, the same for every model),
+        :math:`\mathrm{out}_t = \tfrac1t W_{V,m} F_t G_m e_t`. This costs :math:`O(T D^2)` per sequence and model
+        instead of :math:`O(T^2 D)`, and is three large matrix products over all models at once.
+        """
+        self.per_model(e, 3, "tokens")
+        if e.shape[-1] != self.dim:
+            raise ValueError(f"tokens must have last dimension {self.dim}; got {tuple(e.shape)}")
+        M, (B, T, D) = self.n_models, e.shape
+        F = torch.cumsum(e[..., :, None] * e[..., None, :], dim=1).reshape(B * T, D, D)   # prefix Gram, shared
+        G = self.W_K.transpose(1, 2) @ self.W_Q                                          # (M, D, D)
+        Ge = (e.reshape(B * T, D) @ G.permute(2, 1, 0).reshape(D, D * M)).reshape(B * T, D, M)  # [n, i, m] = (G_m e_n)_i
+        w = F @ Ge                                                                       # (B*T, D, M): F_t G_m e_t
         if self.normalize:
-            scores = scores / torch.arange(1, T + 1, device=e.device, dtype=scores.dtype)[:, None]
-        return torch.einsum("mbts,mbsi->mbti", scores, v)
+            w = w / torch.arange(1, T + 1, dtype=e.dtype, device=e.device).repeat(B)[:, None, None]
+        out = w.permute(2, 0, 1).contiguous() @ self.W_V.transpose(1, 2)                 # (M, B*T, D)
+        return out.reshape(M, B, T, D)
