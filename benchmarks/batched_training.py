@@ -16,15 +16,14 @@ import time
 
 import torch
 
-from icar import data, models, train
+from icar import data, mesa, models, train
 
 
 def make_batches(d: int, T: int, B: int, steps: int, device: str, dtype: torch.dtype):
     """Pre-drawn data, the same for both runs: augmented tokens (s_t, s_{t-1}) of commuting rotations, targets s_{t+1}."""
     states, _ = data.sample_ar("commuting", n=steps * B, d=d, T=T + 1, seed=0, init="sphere", device=device,
                                dtype=dtype)
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
-    tokens = torch.cat([states, prev], dim=-1)[:, :T].reshape(steps, B, T, 2 * d)
+    tokens = mesa.tokens(states)[:, :T].reshape(steps, B, T, 2 * d)   # e_t = (s_t, s_{t-1}), s_0 = 0
     targets = states[:, 1 : T + 1].reshape(steps, B, T, d)
     return lambda step, gen: (tokens[step], targets[step])
 

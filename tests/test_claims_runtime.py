@@ -78,3 +78,14 @@ def test_ledger_markdown(tmp_path, monkeypatch):
     claims.claim("ch09.a", "a | b", measured=1.0, expected=1.0, atol=0.1, source="s", formula="1", quiet=True)
     md = ledger_markdown(tmp_path)
     assert "1 of 1 claims hold" in md and "## Chapter 9" in md and "a \\| b" in md and "`ch09.a`" in md
+
+
+def test_thread_and_float64_helpers():
+    before = torch.get_num_threads()
+    with runtime.one_thread(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with runtime.one_thread(torch.device("meta")):   # not the CPU: left alone
+        assert torch.get_num_threads() == before
+    assert runtime.float64_device(torch.device("mps")) == torch.device("cpu")
+    assert runtime.float64_device(torch.device("cpu")) == torch.device("cpu")

@@ -34,7 +34,6 @@ The population losses of both laws have closed forms (:func:`unitary_position_lo
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -44,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .data import block_rotation, rollout
 from .models import BatchedModel
-from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
+from .runtime import DeviceLike, make_generator, one_thread, progress_enabled, resolve_device
 from .train import TrainResult, train
 from .validate import (require_even, require_ndim, require_positive_int, require_real, require_same_kind,
                        require_shape, require_tensor)
@@ -389,26 +388,13 @@ def train_population(model: MultiHeadDiagonal, law: str, *, steps: int, lr: floa
     if variant not in VARIANTS or (law == "orthogonal" and variant != "corrected"):
         raise ValueError(f"variant must be 'corrected' (or 'released' for the unitary law); got {variant!r}")
     objective = _PopulationObjective(model, law, variant)
-    with _few_threads(model.A.device):
+    with one_thread(model.A.device):
         res = train(objective, lambda step, gen: (None, None), steps=steps, lr=lr, optimizer=optimizer,
                     momentum=momentum, loss_fn=lambda losses, _target: losses, progress=progress,
                     desc=desc or f"{law} closed-form GD")
     return TrainResult(res.losses, model)
 
 
-@contextmanager
-def _few_threads(device: torch.device):
-    """On the CPU, run with one intra-op thread: the closed-form objective has ~10^3 numbers per model, so thread
-    synchronisation costs more than it saves (and a busy machine makes it much worse). Restored on exit."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------- theory and readouts

@@ -6,7 +6,8 @@ numbers on every machine (CPU, CUDA or MPS); tensors are moved to the requested 
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Iterator, TypeVar
 
 import torch
 
@@ -95,3 +96,30 @@ def setup(seed: int = 0, device: DeviceLike = "auto") -> torch.device:
     """One call at the top of a chapter: seed torch's global generator, return the device to use."""
     torch.manual_seed(seed)
     return resolve_device(device)
+
+
+def float64_device(device: torch.device) -> torch.device:
+    """The device to use for float64/complex128 work: ``device`` itself, or the CPU on MPS (which has neither)."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def prefer_one_thread(device: torch.device) -> int:
+    """On the CPU, use one intra-op thread for the rest of the session and return the previous count.
+
+    The course's models hold ~10^3-10^5 numbers: splitting such tensors over threads costs more in synchronisation
+    than it saves, and on a busy machine contending threads make it far worse. Other devices are left alone.
+    """
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    return before
+
+
+@contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """:func:`prefer_one_thread` for a block of code only; the thread count is restored on exit."""
+    before = prefer_one_thread(device)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
