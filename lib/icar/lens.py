@@ -331,11 +331,11 @@ def plot_lens(errors: dict[str, torch.Tensor], theory_curves: dict[str, torch.Te
         for i, key in enumerate(k for k in keys if k in errors):
             err = errors[key]
             n = torch.arange(1, err.shape[1] + 1).numpy()
-            mean = err.mean(0).clamp_min(floor).numpy()
+            mean = err.detach().mean(0).clamp_min(floor).cpu().numpy()
             ax.plot(n, mean, _MARKERS[key], ms=4.5, ls="-" if ax is bottom else ":", lw=0.8, color=f"C{i}",
                     label=LABELS[key].format(depth=ckd_depth))
             if key in theory_curves:
-                ax.plot(n, theory_curves[key].numpy(), "k-", lw=1.0, zorder=0)
+                ax.plot(n, theory_curves[key].detach().cpu().numpy(), "k-", lw=1.0, zorder=0)
         ax.set_yscale("log")
         ax.set_ylabel(r"$\mathbb{E}\,\|\hat s_{t+1} - s_{t+1}\|^2$  (units of $\|s_1\|^2$)")
     top.plot([], [], "k-", lw=1.0, label="closed form proved in the chapter")
