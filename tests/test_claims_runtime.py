@@ -80,12 +80,6 @@ def test_ledger_markdown(tmp_path, monkeypatch):
     assert "1 of 1 claims hold" in md and "## Chapter 9" in md and "a \\| b" in md and "`ch09.a`" in md
 
 
-def test_thread_and_float64_helpers():
-    before = torch.get_num_threads()
-    with runtime.one_thread(torch.device("cpu")):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with runtime.one_thread(torch.device("meta")):   # not the CPU: left alone
-        assert torch.get_num_threads() == before
+def test_float64_device():
     assert runtime.float64_device(torch.device("mps")) == torch.device("cpu")
     assert runtime.float64_device(torch.device("cpu")) == torch.device("cpu")
