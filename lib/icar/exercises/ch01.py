@@ -38,7 +38,7 @@ def _prefix_diagnosis(got: object, est: torch.Tensor, t: int, transpose_hint: st
 def check_gd_estimate(fn: Callable[[torch.Tensor, int, float], torch.Tensor], seed: int = 0) -> None:
     r"""``fn(states, t, eta)`` must return one GD step from 0 on :math:`\frac12\sum_{i<t}\|s_{i+1}-Ws_i\|^2` using the
     prefix :math:`s_1..s_t`: :math:`\eta\sum_{i<t} s_{i+1}s_i^*`, shape ``(n, d, d)``."""
-    eta = 0.7 + 0.1 * seed
+    eta = 0.7 + 0.11 * seed                        # never 1, so that a missing eta shows
     real = _noisy_states(3, 4, 8, 11 + seed)
     est = E.gd_estimates(real, eta)
     for t in (2, 5, 7):
