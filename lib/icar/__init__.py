@@ -7,8 +7,8 @@ Modules (one idea each): :mod:`icar.runtime` (device, seeds, quick mode), :mod:`
 """
 from . import claims, data, estimators, models, runtime, theory, train, validate
 from .claims import claim
-from .runtime import pick, quick_mode, resolve_device, setup
+from .runtime import paper_mode, pick, quick_mode, resolve_device, scale, setup
 
 __version__ = "0.1.0"
 __all__ = ["claims", "data", "estimators", "models", "runtime", "theory", "train", "validate", "claim", "pick",
-           "quick_mode", "resolve_device", "setup", "__version__"]
+           "paper_mode", "quick_mode", "resolve_device", "scale", "setup", "__version__"]
