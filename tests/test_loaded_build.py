@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git
 # clone's library on PYTHONPATH and none of the thread variables a reader would not have set.
 IN_A_FRESH_CLONE = (
     f"test \"$PWD\" != {str(ROOT)!r} && test -f _config.yml && test ! -e _build && mkdir _build"
-    " && test \"$PYTHONPATH\" = \"$PWD/lib\" && test -z \"${OMP_NUM_THREADS:-}${ICAR_THREADS:-}${ICAR_QUICK:-}\""
+    " && test \"$PYTHONPATH\" = \"$PWD/lib\" && test -z \"${OMP_NUM_THREADS:-}${ICAR_THREADS:-}${ICAR_QUICK:-}${ICAR_SCALE:-}\""
 )
 
 
