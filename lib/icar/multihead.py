@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .data import block_rotation, rollout
 from .models import BatchedModel
-from .runtime import DeviceLike, make_generator, one_thread, progress_enabled, resolve_device
+from .runtime import DeviceLike, course_threads, make_generator, progress_enabled, resolve_device
 from .train import TrainResult, train
 from .validate import (require_even, require_ndim, require_positive_int, require_real, require_same_kind,
                        require_shape, require_tensor)
@@ -388,7 +388,7 @@ def train_population(model: MultiHeadDiagonal, law: str, *, steps: int, lr: floa
     if variant not in VARIANTS or (law == "orthogonal" and variant != "corrected"):
         raise ValueError(f"variant must be 'corrected' (or 'released' for the unitary law); got {variant!r}")
     objective = _PopulationObjective(model, law, variant)
-    with one_thread(model.A.device):
+    with course_threads(model.A.device):
         res = train(objective, lambda step, gen: (None, None), steps=steps, lr=lr, optimizer=optimizer,
                     momentum=momentum, loss_fn=lambda losses, _target: losses, progress=progress,
                     desc=desc or f"{law} closed-form GD")
