@@ -32,6 +32,7 @@ from torch import nn
 from .data import ARBatch, initial_states, matrix_powers, rollout, sample_contexts
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
+from .tokens import augment as _augment
 from .validate import (
     require_floating,
     require_ndim,
@@ -80,8 +81,7 @@ def augment(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (2, 3, 4), "(..., T, d)")
     require_floating(states, "states")
-    prev = torch.cat([torch.zeros_like(states[..., :1, :]), states[..., :-1, :]], dim=-2)
-    return torch.cat([torch.zeros_like(states), states, prev], dim=-1)
+    return _augment(states)
 
 
 def split_inputs_targets(states: torch.Tensor, augmented: bool) -> tuple[torch.Tensor, torch.Tensor]:
