@@ -32,6 +32,7 @@ import torch
 from .data import haar_orthogonal, initial_states, matrix_powers, rollout_map
 from .runtime import DeviceLike, make_generator, resolve_device
 from .validate import (
+    require_finite,
     require_ndim,
     require_orthogonal,
     require_positive_int,
@@ -254,9 +255,11 @@ def _check_W_x1(W: torch.Tensor, x1: torch.Tensor) -> None:
     B, d, _ = W.shape
     require_shape(x1, "x1", (B, d), "(B, d)")
     require_real(x1, "x1")
-    require_orthogonal(W.to(torch.float64), "W")
-    dev = (torch.linalg.vector_norm(x1.to(torch.float64), dim=-1) - 1).abs().amax().item()
-    if dev > 1e-8:
+    require_finite(x1, "x1")
+    require_orthogonal(W, "W")  # at the tolerance of W's own dtype (see "dtype policy")
+    dev = (torch.linalg.vector_norm(x1, dim=-1) - 1).abs().amax().item()
+    unit_atol = 1e-8 if x1.dtype == torch.float64 else 1e-5
+    if not dev <= unit_atol:
         raise ValueError(f"x1 must have unit norm (the linear instance lives on the sphere); got max | ||x1|| - 1 | = {dev:.2e}")
 
 

@@ -94,12 +94,20 @@ def progress_enabled() -> bool:
 
 def setup(seed: int = 0, device: DeviceLike = "auto") -> torch.device:
     """One call at the top of a chapter: seed torch's global generator, return the device to use."""
+    make_generator(seed)  # the same check as every other seed: an int (or a generator), not None or a bool
     torch.manual_seed(seed)
     return resolve_device(device)
 
 
+def _require_device(device: object) -> torch.device:
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device (from icar.resolve_device); got {device!r}")
+    return device
+
+
 def float64_device(device: torch.device) -> torch.device:
     """The device to use for float64/complex128 work: ``device`` itself, or the CPU on MPS (which has neither)."""
+    _require_device(device)
     return torch.device("cpu") if device.type == "mps" else device
 
 
@@ -109,6 +117,7 @@ def prefer_one_thread(device: torch.device) -> int:
     The course's models hold ~10^3-10^5 numbers: splitting such tensors over threads costs more in synchronisation
     than it saves, and on a busy machine contending threads make it far worse. Other devices are left alone.
     """
+    _require_device(device)
     before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)

@@ -1,0 +1,288 @@
+"""Valid calls of the public functions of ``icar``, and the ways to corrupt one of their arguments.
+
+A :class:`Case` is a function with a builder of *valid* keyword arguments and, for the arguments under test, a
+*kind* that says which corruptions apply (see :data:`KINDS`). ``tests/test_bad_input.py`` draws a case, an argument,
+a corruption (and, for NaN/inf injection, an index) and checks that the call raises a ``ValueError``/``TypeError``
+from ``icar`` whose message names the argument. Every kind of bad input of issue 9 is one corruption here.
+"""
+from __future__ import annotations
+
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import icar
+
+ICAR_DIR = str(Path(icar.__file__).resolve().parent)
+
+
+# ----------------------------------------------------------------------------------------------- corruptions
+def _inject(x: torch.Tensor, value: float, index: int) -> torch.Tensor:
+    """A copy of ``x`` with ``value`` at flat position ``index % numel``."""
+    y = x.detach().clone(memory_format=torch.contiguous_format)
+    flat = y.view(-1)
+    flat[index % flat.numel()] = value
+    return y
+
+
+def _to_int(x: torch.Tensor) -> torch.Tensor:
+    return (x.real if x.is_complex() else x).to(torch.int64)
+
+
+# name -> function(value, index) -> corrupted value. Tensor corruptions first.
+TENSOR = {
+    "nan": lambda x, i: _inject(x, float("nan"), i),
+    "inf": lambda x, i: _inject(x, float("inf") if i % 2 else -float("inf"), i),
+    "int dtype": lambda x, i: _to_int(x),
+    "meta": lambda x, i: x.detach().to("meta"),
+    "numpy": lambda x, i: x.detach().numpy(),
+    "list": lambda x, i: x.detach().tolist(),
+    "None": lambda x, i: None,
+    "string": lambda x, i: "states",
+}
+REAL_ONLY = {"complex": lambda x, i: x.detach().to(torch.complex128)}
+COMPLEX_ONLY = {"real": lambda x, i: x.detach().real.clone()}
+FIXED_RANK = {"rank+1": lambda x, i: x.detach().unsqueeze(0).clone(), "rank-1": lambda x, i: x.detach()[0].clone()}
+SHORT = {  # prompts of length 1 and 0 along the time axis (dimension 1)
+    "length 1": lambda x, i: x.detach()[:, :1].clone(),
+    "length 0": lambda x, i: x.detach()[:, :0].clone(),
+}
+POS_INT = {"zero": lambda v, i: 0, "negative": lambda v, i: -2, "bool": lambda v, i: True, "float": lambda v, i: 2.5,
+           "string": lambda v, i: "3", "None": lambda v, i: None}
+NONNEG_INT = {"negative": lambda v, i: -1, "bool": lambda v, i: True, "float": lambda v, i: 1.5,
+              "string": lambda v, i: "3", "None": lambda v, i: None}
+POS_FLOAT = {"nan": lambda v, i: float("nan"), "inf": lambda v, i: float("inf"), "zero": lambda v, i: 0.0,
+             "negative": lambda v, i: -0.5, "string": lambda v, i: "1", "None": lambda v, i: None,
+             "bool": lambda v, i: True, "complex": lambda v, i: 1j}
+NONNEG_FLOAT = {k: f for k, f in POS_FLOAT.items() if k != "zero"}
+FINITE_FLOAT = {k: POS_FLOAT[k] for k in ("nan", "inf", "string", "None", "bool", "complex")}
+PROB = {"nan": lambda v, i: float("nan"), "negative": lambda v, i: -0.1, "above 1": lambda v, i: 1.5,
+        "string": lambda v, i: "0.5", "None": lambda v, i: None}
+DTYPE = {"int dtype": lambda v, i: torch.int64, "string": lambda v, i: "float64", "bool dtype": lambda v, i: torch.bool}
+CHOICE = {"unknown": lambda v, i: "no-such-choice", "None": lambda v, i: None, "int": lambda v, i: 3}
+SEED = {"None": lambda v, i: None, "float": lambda v, i: 1.5, "string": lambda v, i: "0", "bool": lambda v, i: True}
+DEVICE = {"unknown": lambda v, i: "gpu0", "int": lambda v, i: 3.5}
+
+
+def tensor_kind(*extra: dict) -> dict:
+    out = dict(TENSOR)
+    for e in extra:
+        out.update(e)
+    return out
+
+
+KINDS: dict[str, dict[str, Callable[[Any, int], Any]]] = {
+    "tensor": tensor_kind(),                                  # real or complex data, any rank
+    "tensor!": tensor_kind(FIXED_RANK),                       # real or complex, one rank
+    "real": tensor_kind(REAL_ONLY),                           # real data, any rank
+    "real!": tensor_kind(REAL_ONLY, FIXED_RANK),              # real data, one rank
+    "complex!": tensor_kind(COMPLEX_ONLY, FIXED_RANK),        # complex data, one rank
+    "states": tensor_kind(FIXED_RANK, SHORT),                 # (n, T, d), real or complex, T >= 2
+    "real states": tensor_kind(REAL_ONLY, FIXED_RANK, SHORT),
+    "complex states": tensor_kind(COMPLEX_ONLY, FIXED_RANK, SHORT),
+    "int": POS_INT,
+    "int>=0": NONNEG_INT,
+    "float>0": POS_FLOAT,
+    "float>=0": NONNEG_FLOAT,
+    "float": FINITE_FLOAT,
+    "prob": PROB,
+    "dtype": DTYPE,
+    "choice": CHOICE,
+    "seed": SEED,
+    "device": DEVICE,
+}
+
+
+@dataclass
+class Case:
+    """``fn(**build())`` is a valid call; ``kinds`` maps argument names to a key of :data:`KINDS`; ``alias`` gives
+    the name an argument's error message uses when it differs from the argument's name; ``extra`` adds corruptions
+    of one argument (name -> {label: function(value, index)})."""
+
+    fn: Callable[..., Any]
+    build: Callable[[], dict]
+    kinds: dict[str, str]
+    alias: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    extra: dict[str, dict[str, Callable[[Any, int], Any]]] = field(default_factory=dict)
+    label: str | None = None
+    skip: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.label or f"{self.fn.__module__.removeprefix('icar.')}.{self.fn.__qualname__}"
+
+    def valid(self, arg: str) -> tuple[dict, Any]:
+        """Fresh valid keyword arguments and the valid value of ``arg`` (its default when the builder omits it)."""
+        kwargs = self.build()
+        if arg in kwargs:
+            return kwargs, kwargs[arg]
+        return kwargs, inspect.signature(self.fn).parameters[arg].default
+
+    def corruptions(self, arg: str) -> dict[str, Callable[[Any, int], Any]]:
+        out = {**KINDS.get(self.kinds.get(arg, ""), {}), **self.extra.get(arg, {})}
+        return {k: f for k, f in out.items() if k not in self.skip.get(arg, ())}
+
+    @property
+    def args(self) -> list[str]:
+        return list(dict.fromkeys([*self.kinds, *self.extra]))
+
+    def all_corruptions(self) -> list[tuple[str, str]]:
+        return [(a, c) for a in self.args for c in self.corruptions(a)]
+
+
+def outcome(case: Case, arg: str, corruption: str, index: int = 0) -> tuple[str, str]:
+    """Call ``case`` with ``arg`` corrupted: ``("clean", msg)`` for a ``ValueError``/``TypeError`` raised by ``icar``
+    whose message says what was expected ("must") and names the argument; ``("silent", ...)`` when the call returns;
+    ``("raw", ...)`` for any other error (from torch, Python, or an icar message that does not name the argument)."""
+    kwargs, value = case.valid(arg)
+    kwargs[arg] = case.corruptions(arg)[corruption](value, index)
+    try:
+        case.fn(**kwargs)
+    except (ValueError, TypeError) as err:
+        frames = traceback.extract_tb(err.__traceback__)
+        msg = str(err)
+        inside = bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(ICAR_DIR)
+        names = (arg, *case.alias.get(arg, ()))
+        if inside and "must" in msg and any(n in msg for n in names):
+            return "clean", msg
+        return "raw", f"{type(err).__name__}: {msg}"
+    except Exception as err:  # noqa: BLE001 - classifying every other failure is the point
+        return "raw", f"{type(err).__name__}: {err}"
+    return "silent", "returned a result"
+
+
+# ----------------------------------------------------------------------------------------------- valid inputs
+def _ar(law: str = "haar", n: int = 3, d: int = 2, T: int = 5):
+    return icar.data.sample_ar(law, n, d, T, seed=0, init="gaussian")
+
+
+def real_states(n: int = 3, T: int = 5, d: int = 2) -> torch.Tensor:
+    return _ar("haar", n, d, T).states
+
+
+def complex_states(n: int = 3, T: int = 5, d: int = 2) -> torch.Tensor:
+    return _ar("unitary", n, d, T).states
+
+
+CASES: list[Case] = []
+
+
+def case(fn, build, kinds, **kw) -> None:
+    CASES.append(Case(fn, build, kinds, **kw))
+
+
+# data
+from icar import data as D  # noqa: E402
+
+case(D.rotation, lambda: dict(theta=torch.tensor([0.3, 1.0], dtype=torch.float64)), {"theta": "real"})
+case(D.block_rotation, lambda: dict(theta=torch.tensor([[0.3, 1.0]], dtype=torch.float64)), {"theta": "real"})
+case(D.haar_orthogonal, lambda: dict(n=2, d=3, seed=0), {"n": "int", "d": "int", "seed": "seed", "dtype": "dtype",
+                                                        "device": "device"})
+case(D.commuting_orthogonal, lambda: dict(n=2, d=4, seed=0, basis=D.haar_orthogonal(1, 4, seed=1)[0]),
+     {"n": "int", "d": "int", "basis": "real!", "dtype": "dtype"}, skip={"basis": ("None",)})
+case(D.unitary_diagonal, lambda: dict(n=2, d=3, seed=0), {"n": "int", "d": "int", "dtype": "dtype"})
+case(D.sample_contexts, lambda: dict(law="haar", n=2, d=2, seed=0), {"law": "choice", "n": "int", "d": "int"})
+case(D.initial_states, lambda: dict(law="gaussian", n=2, d=3, seed=0, scale=1.0),
+     {"law": "choice", "n": "int", "d": "int", "scale": "float>0", "dtype": "dtype"})
+case(D.matrix_powers, lambda: dict(W=D.haar_orthogonal(2, 3, seed=0), T=4), {"W": "tensor", "T": "int"})
+case(D.rollout, lambda: dict(W=D.haar_orthogonal(2, 3, seed=0), s1=torch.randn(2, 3, dtype=torch.float64), T=4),
+     {"W": "tensor!", "s1": "tensor!", "T": "int"})
+case(D.rollout_map, lambda: dict(f=lambda x: 0.5 * x, s1=torch.randn(2, 3, dtype=torch.float64), T=4),
+     {"s1": "tensor!", "T": "int"}, extra={"f": {"None": lambda v, i: None, "tensor": lambda v, i: torch.ones(2)}})
+case(D.sample_ar, lambda: dict(law="haar", n=2, d=2, T=4, seed=0, init="gaussian", scale=1.0),
+     {"law": "choice", "n": "int", "d": "int", "T": "int", "init": "choice", "scale": "float>0", "dtype": "dtype"})
+case(D.sample_ar, lambda: dict(law=D.haar_orthogonal(2, 3, seed=0), n=2, d=3, T=4, seed=0),
+     {"law": "tensor!"}, alias={"law": ("W",)}, skip={"law": ("rank-1",)})
+
+# estimators
+from icar import estimators as E  # noqa: E402
+
+for _f in (E.cross_moments, E.gram_moments, E.ols_estimates):
+    case(_f, lambda: dict(states=real_states()), {"states": "states"})
+case(E.gd_estimates, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>0"})
+case(E.gd_estimates, lambda: dict(states=real_states(), eta=torch.full((5,), 0.3, dtype=torch.float64)),
+     {"eta": "real!"})
+for _f in (E.predictions, E.next_token_errors):
+    case(_f, lambda: dict(estimates=E.ols_estimates(real_states()), states=real_states()),
+         {"estimates": "tensor!", "states": "states"})
+case(E.estimation_errors, lambda: dict(estimates=E.ols_estimates(real_states()), W=_ar().W),
+     {"estimates": "tensor!", "W": "tensor!"})
+
+# theory
+from icar import theory as TH  # noqa: E402
+
+case(TH.Moments, lambda: dict(mu2=1.0, mu4=1.0, mu6=1.0, mu24=1.0),
+     {"mu2": "float>0", "mu4": "float>0", "mu6": "float>0", "mu24": "float>=0"})
+case(TH.phase_moments, lambda: dict(d=3, norm=1.0), {"d": "int", "norm": "float>0"})
+case(TH.gaussian_moments, lambda: dict(sigma2=1.0), {"sigma2": "float>0"})
+case(TH.gd_error, lambda: dict(gamma=0.1, n_pairs=4, d=3, m=TH.phase_moments(3)),
+     {"gamma": "float>=0", "n_pairs": "int", "d": "int"}, extra={"m": {"None": lambda v, i: None, "tuple": lambda v, i: (1, 1, 1, 1)}})
+case(TH.check_moments, lambda: dict(m=TH.phase_moments(3)), {},
+     extra={"m": {"None": lambda v, i: None, "tuple": lambda v, i: (1, 1, 1, 1), "dict": lambda v, i: {"mu2": 1.0}}})
+for _f in (TH.gd_optimal_step, TH.gd_optimal_error):
+    case(_f, lambda: dict(n_pairs=4, d=3, m=TH.phase_moments(3)), {"n_pairs": "int", "d": "int"},
+         extra={"m": {"None": lambda v, i: None, "tuple": lambda v, i: (1, 1, 1, 1)}})
+
+# models
+from icar import models as MO  # noqa: E402
+
+case(MO.BatchedModel, lambda: dict(n_models=2), {"n_models": "int"})
+case(MO.FixedLinear, lambda: dict(n_models=2, d=3, seed=0, init_scale=0.1),
+     {"n_models": "int", "d": "int", "seed": "seed", "init_scale": "float>=0", "dtype": "dtype"})
+case(MO.LinearAttention, lambda: dict(n_models=2, dim=3, init_scale=0.1),
+     {"n_models": "int", "dim": "int", "init_scale": "float>=0", "dtype": "dtype"})
+case(lambda states: MO.FixedLinear(2, 2)(states), lambda: dict(states=real_states()), {"states": "states"},
+     label="models.FixedLinear.forward")
+case(lambda tokens: MO.LinearAttention(2, 2)(tokens), lambda: dict(tokens=real_states()), {"tokens": "tensor"},
+     label="models.LinearAttention.forward")
+
+# train
+from icar import train as TR  # noqa: E402
+
+
+def _pred_target():
+    return dict(pred=torch.randn(2, 3, 4, dtype=torch.float64), target=torch.randn(3, 4, dtype=torch.float64))
+
+
+# a loss sees the model's output at every step: a diverging model may give NaN, and integer targets are counts
+_no_values = {"pred": ("nan", "inf"), "target": ("nan", "inf", "int dtype")}
+case(TR.per_model_mse, _pred_target, {"pred": "tensor", "target": "tensor"}, skip=_no_values)
+case(TR.per_model_sum_mse, _pred_target, {"pred": "tensor", "target": "tensor"}, skip=_no_values)
+
+
+def _train_args():
+    model = MO.FixedLinear(2, 2)
+    st = real_states()
+    return dict(model=model, batch_fn=TR.fixed_batch(st, st[:, 1:]), steps=2, lr=0.01, optimizer="sgd", momentum=0.5)
+
+
+case(TR.train, _train_args, {"steps": "int", "lr": "float>0", "optimizer": "choice", "momentum": "float>=0",
+                             "seed": "seed"},
+     extra={"model": {"None": lambda v, i: None, "nn.Linear": lambda v, i: torch.nn.Linear(2, 2)},
+            "batch_fn": {"None": lambda v, i: None, "tensor": lambda v, i: torch.ones(2)},
+            "lr": {"nan in a list": lambda v, i: [0.1, float("nan")], "nan in numpy": lambda v, i: np.array([0.1, np.nan]),
+                   "zero in a tensor": lambda v, i: torch.tensor([0.1, 0.0])},
+            "momentum": {"one": lambda v, i: 1.0}})
+case(TR.fixed_batch, lambda: dict(inputs=real_states(), targets=real_states()), {"inputs": "tensor", "targets": "tensor"},
+     skip={"inputs": ("int dtype",), "targets": ("int dtype",)})  # token ids and counts are integers
+case(TR.BatchedSGD, lambda: dict(params=[torch.nn.Parameter(torch.zeros(2, 3))], lr=torch.full((2,), 0.1), momentum=0.5),
+     {"lr": "real!", "momentum": "float>=0"}, extra={"params": {"None": lambda v, i: None}})
+case(TR.BatchedAdam, lambda: dict(params=[torch.nn.Parameter(torch.zeros(2, 3))], lr=torch.full((2,), 0.1), eps=1e-8),
+     {"lr": "real!", "eps": "float>0"},
+     extra={"params": {"None": lambda v, i: None}, "betas": {"one": lambda v, i: (1.0, 0.999), "nan": lambda v, i: (float("nan"), 0.9)}})
+
+# runtime
+from icar import runtime as RT  # noqa: E402
+
+case(RT.resolve_device, lambda: dict(device="cpu"), {"device": "device"})
+case(RT.make_generator, lambda: dict(seed=0), {"seed": "seed"})
+case(RT.setup, lambda: dict(seed=0, device="cpu"), {"seed": "seed", "device": "device"})
+case(RT.float64_device, lambda: dict(device=torch.device("cpu")), {},
+     extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
+case(RT.prefer_one_thread, lambda: dict(device=torch.device("cpu")), {},
+     extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
