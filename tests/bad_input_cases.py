@@ -286,3 +286,74 @@ case(RT.float64_device, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
 case(RT.prefer_one_thread, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
+
+# kernels
+from icar import kernels as KE  # noqa: E402
+from icar import kernel_transformer as KT  # noqa: E402
+
+
+def sphere_states(n: int = 2, T: int = 5, d: int = 3) -> torch.Tensor:
+    return KE.sample_linear(n, d, T, seed=0)[0]
+
+
+_kern = {"kernel": "choice", "beta": "float>0"}
+case(KE.check_states, lambda: dict(states=sphere_states()), {"states": "real states"})
+case(KE.kernel_matrix, lambda: dict(queries=sphere_states(), keys=sphere_states(), kernel="exp", beta=1.0),
+     {"queries": "real", "keys": "real", **_kern})
+case(KE.previous_tokens, lambda: dict(states=sphere_states()), {"states": "real!"})
+case(KE.ckd_operators, lambda: dict(states=sphere_states(), kernel="exp"),
+     {"states": "real states", **_kern, "normalization": "choice"}, skip={"normalization": ("None",)})
+case(KE.ckd, lambda: dict(states=sphere_states(), n_layers=2, kernel="exp", eta=0.5),
+     {"states": "real states", "n_layers": "int", **_kern, "eta": "float>0"},
+     extra={"eta": {"nan tensor": lambda v, i: torch.tensor([0.5, float("nan")]), "zero tensor": lambda v, i: torch.zeros(2)}})
+case(KE.ckd_flow, lambda: dict(states=sphere_states(), tau=1.0), {"states": "real states", "tau": "float>0", **_kern})
+case(KE.ckd_limit, lambda: dict(states=sphere_states()), {"states": "real states", **_kern})
+case(KE.kaczmarz, lambda: dict(states=sphere_states(), kernel="exp"), {"states": "real states", **_kern})
+case(KE.interpolation_predictions, lambda: dict(states=sphere_states()), {"states": "real states"})
+case(KE.prediction_errors, lambda: dict(u=sphere_states(), states=sphere_states()), {"u": "real!", "states": "real states"},
+     skip={"u": ("nan", "inf")})  # a diverging estimate is a result
+
+
+def _W_x1():
+    _, W, x1 = KE.sample_linear(2, 3, 4, seed=0)
+    return dict(W=W, x1=x1)
+
+
+_Wx = {"W": "real!", "x1": "real!"}
+case(KE.projected_map, _W_x1, _Wx)
+case(KE.spectral_radius, _W_x1, _Wx)
+case(KE.linear_closed_form_errors, lambda: dict(**_W_x1(), T=5), {**_Wx, "T": "int"},
+     extra={"T": {"one": lambda v, i: 1}})
+case(KE.sample_linear, lambda: dict(n=2, d=3, T=4, seed=0), {"n": "int", "d": "int", "T": "int", "dtype": "dtype"})
+case(KE.sample_periodic, lambda: dict(n=2, d=3, p=3, T=7, seed=0),
+     {"n": "int", "d": "int", "p": "int", "T": "int", "dtype": "dtype"})
+case(KE.sample_nonlinear, lambda: dict(n=2, d=3, T=4, eps=0.5, seed=0),
+     {"n": "int", "d": "int", "T": "int", "eps": "float>=0", "dtype": "dtype"})
+case(KE.rkhs_norm2, lambda: dict(centers=sphere_states(), coefs=sphere_states(), kernel="exp"),
+     {"centers": "real!", "coefs": "real!", **_kern})
+case(KE.linear_map_as_kernel_expansion, lambda: dict(W=_W_x1()["W"]), {"W": "real!"})
+case(KE.min_norm_periodic_map, lambda: dict(Z=KE.sample_periodic(2, 3, 3, 4, seed=0)[1]), {"Z": "real!", **_kern})
+
+
+def _energy():
+    _, W, x1 = KE.sample_linear(2, 3, 5, seed=0)
+    c, a = KE.linear_map_as_kernel_expansion(W)
+    return dict(states=KE.sample_linear(2, 3, 5, seed=0)[0], f_centers=c, f_coefs=a)
+
+
+case(KE.energy_balance, _energy, {"states": "real states", "f_centers": "real!", "f_coefs": "real!", **_kern})
+for _f in (KE.loglog_slope, KE.log_slope):
+    case(_f, lambda: dict(t=torch.arange(1, 6), err=torch.rand(2, 5, dtype=torch.float64) + 0.1),
+         {"err": "real"}, extra={"t": {"None": lambda v, i: None, "constant": lambda v, i: torch.ones(5),
+                                       "one point": lambda v, i: torch.ones(1), "complex": lambda v, i: v * 1j,
+                                       "nan": lambda v, i: _inject(v.double(), float("nan"), i)},
+                                 "err": {"zero": lambda v, i: _inject(v, 0.0, i), "negative": lambda v, i: -v}})
+
+case(KT.KernelDescentTransformer, lambda: dict(n_models=2, d=2, max_len=6, n_layers=2, attention="exp", eta=0.5, beta=1.0),
+     {"n_models": "int", "d": "int", "max_len": "int", "n_layers": "int", "attention": "choice", "init": "choice",
+      "eta": "float>0", "beta": "float>0", "copy_scale": "float>0", "mask_bias": "float>=0", "init_scale": "float>=0",
+      "dtype": "dtype"},
+     extra={"eta": {"nan tensor": lambda v, i: torch.tensor([0.5, float("nan")]), "zero tensor": lambda v, i: torch.zeros(2),
+                    "complex tensor": lambda v, i: torch.ones(2, dtype=torch.complex128)}})
+case(lambda states: KT.KernelDescentTransformer(2, 3, 6, 1)(states), lambda: dict(states=sphere_states()),
+     {"states": "real states"}, label="kernel_transformer.KernelDescentTransformer.forward")

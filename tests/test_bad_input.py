@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import icar
+import icar.kernel_transformer
+import icar.kernels
 import icar.noncommuting
 from icar import validate as V
 from bad_input_cases import CASES, KINDS, Case, outcome
@@ -180,7 +182,8 @@ def test_every_public_function_has_a_bad_input_case():
     assert not missing, f"public functions without a bad-input case: {missing}"
 
 
-MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime]
+MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
+           icar.kernel_transformer]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -188,6 +191,7 @@ EXCLUDED = {
     "icar.runtime.one_thread",  # a context manager over prefer_one_thread, which has its case
     "icar.train.TrainResult",  # a record the trainer returns
     "icar.data.ARBatch",  # a record
+    "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
 }
 
 
