@@ -357,3 +357,69 @@ case(KT.KernelDescentTransformer, lambda: dict(n_models=2, d=2, max_len=6, n_lay
                     "complex tensor": lambda v, i: torch.ones(2, dtype=torch.complex128)}})
 case(lambda states: KT.KernelDescentTransformer(2, 3, 6, 1)(states), lambda: dict(states=sphere_states()),
      {"states": "real states"}, label="kernel_transformer.KernelDescentTransformer.forward")
+
+# softmax_icl
+from icar import softmax_icl as SI  # noqa: E402
+
+_p = lambda: SI.feature_probs(3, "imbalanced", 0.5)  # noqa: E731
+_probs = {"nan": lambda v, i: _inject(v, float("nan"), i), "negative": lambda v, i: _inject(v, -0.5, i),
+          "not summing to 1": lambda v, i: 2 * v, "complex": lambda v, i: v.to(torch.complex128),
+          "None": lambda v, i: None, "numpy": lambda v, i: v.numpy(), "meta": lambda v, i: v.to("meta")}
+_counts = {"nan": lambda v, i: _inject(v, float("nan"), i), "inf": lambda v, i: _inject(v, float("inf"), i),
+           "negative": lambda v, i: _inject(v, -1.0, i), "None": lambda v, i: None, "list": lambda v, i: v.tolist(),
+           "complex": lambda v, i: v.to(torch.complex128), "meta": lambda v, i: v.to("meta")}
+_tokens = {"float": lambda v, i: v.double(), "out of range": lambda v, i: v + 10, "negative": lambda v, i: v - 10,
+           "None": lambda v, i: None, "numpy": lambda v, i: v.numpy(), "length 0": lambda v, i: v[:, :0],
+           "meta": lambda v, i: v.to("meta")}
+_counts3 = lambda: SI.sample_counts(_p().expand(2, 3), 4, 5, seed=0)  # noqa: E731
+case(SI.feature_probs, lambda: dict(K=3, kind="imbalanced", p1=0.5), {"K": "int", "kind": "choice", "p1": "prob",
+                                                                       "dtype": "dtype"})
+case(SI.orthonormal_features, lambda: dict(K=2, d=3), {"K": "int", "d": "int", "dtype": "dtype"})
+case(SI.sample_counts, lambda: dict(p=_p(), N=4, n_prompts=3), {"N": "int", "n_prompts": "int", "seed": "seed"},
+     extra={"p": _probs})
+case(SI.mean_field_counts, lambda: dict(p=_p(), N=4), {"N": "int"}, extra={"p": _probs})
+case(SI.sample_prompts, lambda: dict(V=SI.orthonormal_features(3, 3), p=_p(), N=4, n_prompts=3),
+     {"V": "real!", "N": "int", "n_prompts": "int"}, extra={"p": _probs})
+case(SI.sample_prompts, lambda: dict(V=SI.orthonormal_features(3, 3), p=_p(), N=4, n_prompts=3,
+                                     w=SI.quadrature_tasks(3, 3)), {"w": "real!"}, skip={"w": ("None",)})
+case(SI.quadrature_tasks, lambda: dict(n_prompts=6, d=3), {"n_prompts": "int", "d": "int", "dtype": "dtype"})
+case(SI.sample_tokens, lambda: dict(p=_p(), N=4, n_prompts=3), {"N": "int", "n_prompts": "int"}, extra={"p": _probs})
+case(SI.design_prompts, lambda: dict(V=SI.orthonormal_features(3, 3), tokens=SI.sample_tokens(_p(), 4, 2), p=_p()),
+     {"V": "real!"}, extra={"p": _probs, "tokens": _tokens})
+case(SI.counts_of, lambda: dict(tokens=SI.sample_tokens(_p(), 4, 2), K=3), {"K": "int"}, extra={"tokens": _tokens})
+for _f in (SI.feature_attention, SI.per_feature_loss):
+    case(_f, lambda: dict(Z=torch.zeros(2, 3, 3, dtype=torch.float64), counts=_counts3()), {"Z": "real!"},
+         extra={"counts": _counts}, skip={"Z": ("rank-1",)})  # one Z (K, K) shared by the models is valid
+for _f in (SI.reduced_loss, SI.reduced_grad):
+    case(_f, lambda: dict(Z=torch.zeros(2, 3, 3, dtype=torch.float64), counts=_counts3(), p=_p().expand(2, 3)),
+         {"Z": "real!"}, extra={"counts": _counts, "p": _probs}, skip={"Z": ("rank-1",)})
+case(SI.reduced_gd, lambda: dict(counts=_counts3(), p=_p().expand(2, 3).clone(), lr=0.5, steps=3),
+     {"lr": "float>0", "steps": "int", "record_every": "int", "device": "device"},
+     extra={"counts": _counts, "p": _probs, "lr": {"nan tensor": lambda v, i: torch.tensor([0.5, float("nan")])}})
+case(SI.reduced_gd, lambda: dict(counts=_counts3(), p=_p().expand(2, 3).clone(), lr=0.5, steps=3,
+                                 Z0=torch.zeros(2, 3, 3, dtype=torch.float64)), {"Z0": "real!"}, skip={"Z0": ("None",)})
+case(SI.SoftmaxICL, lambda: dict(n_models=2, d=3, init_scale=0.1),
+     {"n_models": "int", "d": "int", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed"})
+case(lambda E: SI.SoftmaxICL(2, 3)(E), lambda: dict(E=SI.sample_prompts(SI.orthonormal_features(3, 3), _p(), 4, 3)[0]),
+     {"E": "real"}, label="softmax_icl.SoftmaxICL.forward")
+case(SI.raw_loss, lambda: dict(pred=torch.zeros(2, 3, dtype=torch.float64), target=torch.ones(3, dtype=torch.float64),
+                               weights=torch.ones(3, dtype=torch.float64)),
+     {"pred": "real", "target": "real", "weights": "real"}, skip={"pred": ("nan", "inf"), "weights": ("None",)})
+case(SI.initial_loss, lambda: dict(p=_p(), N=4), {"N": "int"}, extra={"p": _probs})
+case(SI.balanced_time_to_share, lambda: dict(r=0.5, K=3, lr=1.0), {"r": "prob", "K": "int", "lr": "float>0"},
+     extra={"r": {"nan tensor": lambda v, i: torch.tensor([0.5, float("nan")])}})
+case(SI.balanced_phase_time, lambda: dict(K=3, lr=1.0), {"K": "int", "lr": "float>0"})
+case(SI.balanced_late_constant, lambda: dict(K=3, lr=1.0), {"K": "int", "lr": "float>0"})
+case(SI.linear_attention_floor, lambda: dict(counts=_counts3(), p=_p(), N=4), {"N": "int"},
+     extra={"counts": _counts, "p": _probs})
+case(SI.linear_attention_gd, lambda: dict(counts=_counts3(), p=_p().expand(2, 3), N=4, lr=0.5,
+                                          steps=torch.arange(4)),
+     {"N": "int", "lr": "float>0"}, extra={"counts": _counts, "p": _probs,
+                                           "steps": {"nan": lambda v, i: _inject(v.double(), float("nan"), i),
+                                                     "negative": lambda v, i: v - 5, "None": lambda v, i: None}})
+for _f in (SI.first_time_below, SI.first_time_above):
+    case(_f, lambda: dict(steps=torch.arange(4), curve=torch.rand(4, 2, dtype=torch.float64), level=0.5),
+         {"curve": "real", "level": "float"}, skip={"curve": ("nan", "inf")},
+         extra={"steps": {"None": lambda v, i: None, "wrong length": lambda v, i: v[:2], "list": lambda v, i: v.tolist()}})
+case(SI.integrated_row_loss, lambda: dict(Z=torch.zeros(3, 3, dtype=torch.float64),
+                                          idx=SI.sample_tokens(_p(), 5, 2)), {"Z": "real!"}, extra={"idx": _tokens})

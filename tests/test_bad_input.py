@@ -22,6 +22,7 @@ import icar
 import icar.kernel_transformer
 import icar.kernels
 import icar.noncommuting
+import icar.softmax_icl
 from icar import validate as V
 from bad_input_cases import CASES, KINDS, Case, outcome
 
@@ -183,7 +184,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
-           icar.kernel_transformer]
+           icar.kernel_transformer, icar.softmax_icl]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -192,6 +193,7 @@ EXCLUDED = {
     "icar.train.TrainResult",  # a record the trainer returns
     "icar.data.ARBatch",  # a record
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
+    "icar.softmax_icl.ReducedRun",  # a record
 }
 
 
