@@ -423,3 +423,89 @@ for _f in (SI.first_time_below, SI.first_time_above):
          extra={"steps": {"None": lambda v, i: None, "wrong length": lambda v, i: v[:2], "list": lambda v, i: v.tolist()}})
 case(SI.integrated_row_loss, lambda: dict(Z=torch.zeros(3, 3, dtype=torch.float64),
                                           idx=SI.sample_tokens(_p(), 5, 2)), {"Z": "real!"}, extra={"idx": _tokens})
+
+# planning
+from icar import planning as PL  # noqa: E402
+
+
+def _cyclic(A: torch.Tensor, i: int = 0) -> torch.Tensor:
+    C = A.clone()
+    C[:, 0, 1] = C[:, 1, 0] = True
+    return C
+
+
+_DATA = PL.make_data(2, 6, 0.4, n_paths=2, seed=0)
+_adj = {"cyclic": lambda v, i: _cyclic(v), "not 0/1": lambda v, i: v.double() * 2, "nan": lambda v, i: _inject(v.double(), float("nan"), i),
+        "complex": lambda v, i: v.to(torch.complex64), "None": lambda v, i: None, "numpy": lambda v, i: v.numpy(),
+        "rank-1": lambda v, i: v[0], "meta": lambda v, i: v.to("meta")}
+_adj_any = {k: f for k, f in _adj.items() if k != "cyclic"}
+_nodes = {"out of range": lambda v, i: v + 100, "negative": lambda v, i: v - 100, "float": lambda v, i: v.double(),
+          "None": lambda v, i: None, "list": lambda v, i: v.tolist()}
+_cnt4 = {"nan": lambda v, i: _inject(v, float("nan"), i), "negative": lambda v, i: _inject(v, -1.0, i),
+         "None": lambda v, i: None, "rank-1": lambda v, i: v[0], "complex": lambda v, i: v.to(torch.complex128),
+         "meta": lambda v, i: v.to("meta")}
+_pathdata = {"None": lambda v, i: None, "dict": lambda v, i: dict(vars(v))}
+
+
+def _weights():
+    G, n = _DATA.n_graphs, _DATA.n
+    return dict(W_M=torch.zeros(G, n, n + 1, dtype=torch.float64), W_V=torch.zeros(G, n, n + 1, dtype=torch.float64))
+
+
+def _test_pairs():
+    S, T, _ = PL.pairs_of(_DATA.test)
+    return dict(source=S, target=T)
+
+
+_W = {"W_M": "real!", "W_V": "real!"}
+case(PL.require_adjacency, lambda: dict(A=_DATA.A), {}, extra={"A": _adj_any})
+case(PL.require_dag, lambda: dict(A=_DATA.A), {}, extra={"A": _adj})
+case(PL.random_dag, lambda: dict(n_graphs=2, n=5, p=0.3), {"n_graphs": "int", "n": "int", "p": "prob", "seed": "seed"})
+case(PL.reachability, lambda: dict(A=_DATA.A), {}, extra={"A": _adj_any})
+case(PL.split_pairs, lambda: dict(A=_DATA.A, R=_DATA.R, train_frac=0.5), {"train_frac": "prob"},
+     extra={"A": _adj_any, "R": _adj_any})
+case(PL.sample_paths, lambda: dict(A=_DATA.A, R=_DATA.R, pairs=_DATA.train, n_paths=2), {"n_paths": "int"},
+     extra={"A": _adj, "R": _adj_any, "pairs": _adj_any})
+case(PL.count_triples, lambda: dict(paths=_DATA.paths, graph=_DATA.graph, target=_DATA.target, n_graphs=2, n=6),
+     {"n_graphs": "int", "n": "int"}, extra={"paths": {**_nodes, "rank-1": lambda v, i: v[0]},
+                                             "graph": _nodes, "target": _nodes})
+case(PL.make_data, lambda: dict(n_graphs=2, n=5, p=0.3, n_paths=2), {"n_graphs": "int", "n": "int", "p": "prob",
+                                                                     "train_frac": "prob", "n_paths": "int", "seed": "seed"})
+for _f in (PL.observed_matrices, PL.require_ndim4, PL.training_batch):
+    case(_f, lambda: dict(N=_DATA.counts), {}, extra={"N": _cnt4})
+case(PL.first_step_degree, lambda: dict(zip(("A_obs", "R_obs"), PL.observed_matrices(_DATA.counts))), {},
+     extra={"A_obs": _adj_any, "R_obs": _adj_any})
+case(PL.SimplifiedPlanner, lambda: dict(n_models=2, n=5, init_scale=0.1),
+     {"n_models": "int", "n": "int", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed", "device": "device"})
+case(lambda pairs: PL.SimplifiedPlanner(2, 6)(pairs), lambda: dict(pairs=PL.training_batch(_DATA.counts)[0]), {},
+     extra={"pairs": {**_nodes, "meta": lambda v, i: v.to("meta"), "rank+1": lambda v, i: v[None, None]}},
+     label="planning.SimplifiedPlanner.forward", alias={"pairs": ("node ids",)})
+case(PL.count_cross_entropy, lambda: dict(zip(("logits", "counts"), (torch.zeros(2, 3, 7, dtype=torch.float64),
+                                                                       torch.ones(2, 3, 7, dtype=torch.float64)))),
+     {"logits": "real!", "counts": "real!"}, skip={"logits": ("nan", "inf"), "counts": ("nan", "inf", "int dtype")},
+     extra={"counts": {"all zero": lambda v, i: torch.zeros_like(v)}})
+case(PL.gradients, lambda: dict(**_weights(), N=_DATA.counts), _W,
+     extra={"N": {**_cnt4, "all zero": lambda v, i: torch.zeros_like(v)}})
+case(PL.train_planner, lambda: dict(N=_DATA.counts, steps=2, lr=1.0, n_snapshots=2),
+     {"steps": "int", "lr": "float>0", "n_snapshots": "int", "init_scale": "float>=0", "seed": "seed", "device": "device"},
+     extra={"N": _cnt4})
+case(PL.decode, lambda: dict(**_weights(), A=_DATA.A, **_test_pairs()), _W,
+     extra={"A": _adj, "source": _nodes, "target": _nodes}, skip={"A": ("rank-1",)})
+case(PL.algorithm1, lambda: dict(A=_DATA.A, R=_DATA.R, **_test_pairs()), {"seed": "seed"},
+     extra={"A": _adj, "R": _adj_any, "source": _nodes, "target": _nodes})
+case(PL.pairs_of, lambda: dict(mask=_DATA.test), {}, extra={"mask": _adj_any})
+case(PL.accuracy_by_group, lambda: dict(**_weights(), data=_DATA), _W, extra={"data": _pathdata})
+case(PL.auc, lambda: dict(scores=torch.arange(6.0), positive=torch.arange(6) < 3, negative=torch.arange(6) >= 3),
+     {"scores": "real"}, extra={"positive": {"int": lambda v, i: v.long(), "None": lambda v, i: None,
+                                             "wrong shape": lambda v, i: v[:2]},
+                                "negative": {"int": lambda v, i: v.long(), "empty": lambda v, i: torch.zeros_like(v)}},
+     skip={"scores": ("rank+1", "rank-1")})
+case(PL.entry_groups, lambda: dict(data=_DATA), {}, extra={"data": _pathdata})
+case(PL.binary_tree, lambda: dict(depth=2), {"depth": "int", "device": "device"})
+case(PL.distances, lambda: dict(A=_DATA.A), {}, extra={"A": _adj_any})
+case(PL.horizon_data, lambda: dict(A=PL.binary_tree(3), max_train_dist=1), {"max_train_dist": "int", "n_paths": "int"},
+     extra={"A": _adj})
+case(PL.accuracy_by_distance, lambda: dict(**_weights(), data=_DATA, n_samples=2), {**_W, "n_samples": "int"},
+     extra={"data": _pathdata})
+case(PL.first_step_share, lambda: dict(**_weights(), A=_DATA.A, R=_DATA.R, **_test_pairs()), _W,
+     extra={"A": _adj_any, "R": _adj_any, "source": _nodes, "target": _nodes})

@@ -22,6 +22,7 @@ import icar
 import icar.kernel_transformer
 import icar.kernels
 import icar.noncommuting
+import icar.planning
 import icar.softmax_icl
 from icar import validate as V
 from bad_input_cases import CASES, KINDS, Case, outcome
@@ -58,7 +59,7 @@ def test_generated_corruptions_are_refused_clearly(call):
 def test_the_sweep_covers_every_kind_of_bad_input_of_the_issue():
     labels = {c for case in CASES for a in case.args for c in case.corruptions(a)}
     wanted = {"nan", "inf", "int dtype", "meta", "numpy", "list", "string", "None", "zero", "negative", "bool",
-              "length 0", "length 1", "complex", "rank+1", "rank-1"}
+              "length 0", "length 1", "complex", "rank+1", "rank-1", "cyclic"}
     assert wanted <= labels, f"kinds without a case: {sorted(wanted - labels)}"
 
 
@@ -184,7 +185,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
-           icar.kernel_transformer, icar.softmax_icl]
+           icar.kernel_transformer, icar.softmax_icl, icar.planning]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -193,7 +194,7 @@ EXCLUDED = {
     "icar.train.TrainResult",  # a record the trainer returns
     "icar.data.ARBatch",  # a record
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
-    "icar.softmax_icl.ReducedRun",  # a record
+    "icar.softmax_icl.ReducedRun", "icar.planning.PathData", "icar.planning.PlannerRun",  # records
 }
 
 
