@@ -284,8 +284,11 @@ case(RT.make_generator, lambda: dict(seed=0), {"seed": "seed"})
 case(RT.setup, lambda: dict(seed=0, device="cpu"), {"seed": "seed", "device": "device"})
 case(RT.float64_device, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
-case(RT.prefer_one_thread, lambda: dict(device=torch.device("cpu")), {},
+case(RT.apply_threads, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
+case(RT.cpu_threads, lambda: dict(value="1"), {},
+     extra={"value": {"zero": lambda v, i: "0", "negative": lambda v, i: "-1", "float": lambda v, i: "1.5",
+                      "word": lambda v, i: "many"}}, alias={"value": ("ICAR_THREADS",)})
 
 # kernels
 from icar import kernels as KE  # noqa: E402

@@ -190,7 +190,7 @@ EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
     "icar.runtime.pick",  # returns one of two arbitrary values: any value is valid
-    "icar.runtime.one_thread",  # a context manager over prefer_one_thread, which has its case
+    "icar.runtime.course_threads",  # a context manager over apply_threads, which has its case
     "icar.train.TrainResult",  # a record the trainer returns
     "icar.data.ARBatch",  # a record
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records

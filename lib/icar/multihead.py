@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .data import block_rotation, rollout
 from .models import BatchedModel
-from .runtime import DeviceLike, make_generator, one_thread, progress_enabled, resolve_device
+from .runtime import DeviceLike, course_threads, make_generator, progress_enabled, resolve_device
 from .train import TrainResult, train
 from .validate import (require_even, require_ndim, require_positive_int, require_real, require_same_kind,
                        require_shape, require_tensor)
@@ -388,7 +388,7 @@ def train_population(model: MultiHeadDiagonal, law: str, *, steps: int, lr: floa
     if variant not in VARIANTS or (law == "orthogonal" and variant != "corrected"):
         raise ValueError(f"variant must be 'corrected' (or 'released' for the unitary law); got {variant!r}")
     objective = _PopulationObjective(model, law, variant)
-    with one_thread(model.A.device):
+    with course_threads(model.A.device):
         res = train(objective, lambda step, gen: (None, None), steps=steps, lr=lr, optimizer=optimizer,
                     momentum=momentum, loss_fn=lambda losses, _target: losses, progress=progress,
                     desc=desc or f"{law} closed-form GD")
@@ -487,36 +487,3 @@ def token_coefficients(C: torch.Tensor, P: torch.Tensor, states: torch.Tensor) -
     X = states[:, rows - 2, None, :] * states[:, None, :, :]  # (B, R, T, d)
     P = P.to(states)
     return P[:, rows - 1][:, None, :, :, None] * torch.einsum("mik,brtk->mbrti", C.to(states), X)
-
-
-def show_parameters(model: MultiHeadDiagonal, index: int = 0, axes=None, title: str = ""):
-    """Heat-maps of model ``index``: ``A`` and ``B`` (heads x coordinates), ``C = B^T A`` and the positional
-    encoding ``P`` (rows t = 2..T-1, columns t' <= t; unused entries blank). Returns the matplotlib axes."""
-    import matplotlib.pyplot as plt
-
-    if not 0 <= index < model.n_models:
-        raise ValueError(f"index must be in 0..{model.n_models - 1}; got {index}")
-    A, B = (x[index].detach().cpu() for x in model.masked_heads())
-    C = model.C()[index].detach().cpu()
-    P = model.P_masked()[index].detach().cpu()
-    mask = position_mask(model.T)
-    P = P.masked_fill(~mask, float("nan"))[1:-1]
-    if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    panels = [(A, "A (heads x coordinates)", "coordinate k", "head h"),
-              (B, "B (heads x coordinates)", "coordinate i", "head h"),
-              (C, r"$C = B^\top A$", "coordinate k", "coordinate i"),
-              (P, r"positional encoding $p_{t,t'}$", "context position t'", "predicting position t")]
-    for ax, (X, name, xl, yl) in zip(axes, panels):
-        lim = float(torch.nan_to_num(X).abs().max()) or 1.0
-        extent = None
-        if X is P:
-            extent = (0.5, model.T + 0.5, model.T - 0.5, 1.5)
-        im = ax.imshow(X.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent, aspect="auto")
-        ax.set_title(name)
-        ax.set_xlabel(xl)
-        ax.set_ylabel(yl)
-        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        axes[0].figure.suptitle(title)
-    return axes

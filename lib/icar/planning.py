@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
@@ -562,44 +561,6 @@ def entry_groups(data: PathData) -> dict[str, torch.Tensor]:
         "edge_obs": row_M & A_obs, "edge_non": row_M & ~A_obs,
         "reach_obs": row_V & R_obs & off, "reach_unobs": row_V & R & ~R_obs & off, "unreach": row_V & ~R & off,
     }
-
-
-# ------------------------------------------------------------------------------------------------ figures
-def plot_matrices(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, graph: int = 0, size: int = 30):
-    """Heatmaps of the first ``size`` nodes: true A, learned W^M; true R, observed R, learned W^V."""
-    A_obs, R_obs = observed_matrices(data.counts)
-    k = min(size, data.n)
-    sl = (graph, slice(0, k), slice(0, k))
-    mats = [(data.A[sl], r"true adjacency $A$", "Greys"), (W_M[sl], r"learned $W^M$ (current $\to$ next)", "RdBu_r"),
-            (data.R[sl], r"true reachability $R$", "Greys"), (R_obs[sl], r"observed $R^{obs}$", "Greys"),
-            (W_V[sl], r"learned $W^V$ (target $\to$ next)", "RdBu_r")]
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
-    for ax, (Mx, title, cmap) in zip(axes, mats):
-        X = Mx.detach().double().cpu().numpy()
-        if cmap == "RdBu_r":
-            v = float(np.abs(X).max()) or 1.0
-            im = ax.imshow(X, cmap=cmap, vmin=-v, vmax=v)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="logit")
-        else:
-            ax.imshow(X, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("next node $k$")
-        ax.grid(False)
-    axes[0].set_ylabel("row: current node $i$ / target $t$")
-    fig.tight_layout()
-    return fig
-
-
-def explore(n: int = 40, p: float = 0.15, train_frac: float = 0.2, steps: int = 300, lr: float = 300.0,
-            seed: int = 0):
-    """Explorer: one graph, train the simplified planner, show the matrices and the test accuracy by group."""
-    data = make_data(1, n, p, train_frac=train_frac, n_paths=10, seed=seed)
-    run = train_planner(data.counts, steps=steps, lr=lr, n_snapshots=1, progress=False)
-    fig = plot_matrices(run.W_M[-1], run.W_V[-1], data, size=min(n, 40))
-    acc = accuracy_by_group(run.W_M[-1], run.W_V[-1], data)
-    txt = ", ".join(f"{k}: {v[0]:.2f} ({v[1]} pairs)" for k, v in acc.items())
-    fig.suptitle(f"greedy test accuracy - {txt}", y=1.02, fontsize=10)
-    return fig
 
 
 # ------------------------------------------------------------------------------------------------ composition test

@@ -84,30 +84,54 @@ def _check_params_lr(params: Sequence[torch.nn.Parameter], lr: torch.Tensor) -> 
                          f"got lr {tuple(lr.shape)} and parameters {[tuple(p.shape) for p in params]}")
 
 
+def _per_model_lr(lr: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The ``(M,)`` learning rates as ``(M, 1, ..., 1)`` tensors in each parameter's real dtype and device (made once,
+    not at every step)."""
+    return [lr.to(device=p.device, dtype=p.real.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params]
+
+
+def _square_modulus(g: torch.Tensor) -> torch.Tensor:
+    r""":math:`|g|^2` elementwise, real (without the square root of ``abs`` for complex ``g``)."""
+    if g.is_complex():
+        r = torch.view_as_real(g)
+        return r.square().sum(-1)
+    return g.square()
+
+
 class BatchedSGD:
-    r"""Gradient descent with a per-model step: :math:`\theta_m \leftarrow \theta_m - \eta_m (g_m + \beta b_m)` (heavy ball)."""
+    r"""Gradient descent with a per-model step: :math:`\theta_m \leftarrow \theta_m - \eta_m (g_m + \beta b_m)` (heavy ball).
+
+    The per-model steps are broadcast once at construction; each step is a handful of fused in-place
+    (``torch._foreach_*``) operations over all parameters."""
 
     def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, momentum: float = 0.0):
         _check_params_lr(params, lr)
         require_in_range(momentum, "momentum", 0.0, 1.0 - 1e-12, closed=True)
         self.params, self.lr, self.momentum = list(params), lr, momentum
-        self.buf = [torch.zeros_like(p) for p in self.params]
+        self.buf = [torch.zeros_like(p) for p in self.params] if momentum else []
+        self._lr = _per_model_lr(lr, self.params)
 
     @torch.no_grad()
     def step(self) -> None:
-        for p, b in zip(self.params, self.buf):
-            if p.grad is None:
-                continue
-            lr = self.lr.to(device=p.device, dtype=p.real.dtype).view(-1, *([1] * (p.dim() - 1)))
-            g = p.grad
-            if self.momentum:
-                b.mul_(self.momentum).add_(g)
-                g = b
-            p.sub_(lr * g)
+        live = [k for k, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[k] for k in live]
+        grads = [self.params[k].grad for k in live]
+        if self.momentum:
+            bufs = [self.buf[k] for k in live]
+            torch._foreach_mul_(bufs, self.momentum)
+            torch._foreach_add_(bufs, grads)
+            grads = bufs
+        torch._foreach_sub_(params, torch._foreach_mul(grads, [self._lr[k] for k in live]))
 
 
 class BatchedAdam:
-    """Adam (Kingma & Ba) with a per-model learning rate; otherwise the same update as ``torch.optim.Adam``."""
+    r"""Adam (Kingma & Ba) with a per-model learning rate; otherwise the same update as ``torch.optim.Adam``:
+
+    .. math:: m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2)|g|^2,\quad
+              \theta_m \leftarrow \theta_m - \frac{\eta_m}{1-\beta_1^t}\,\frac{m}{\sqrt{v/(1-\beta_2^t)} + \epsilon}.
+
+    The per-model learning rates are broadcast once at construction, in each parameter's dtype; a step is about ten
+    fused in-place (``torch._foreach_*``) operations over all parameters, whatever their number."""
 
     def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
@@ -120,6 +144,7 @@ class BatchedAdam:
         self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p.real) for p in self.params]
+        self._lr = _per_model_lr(lr, self.params)
         self.t = 0
 
     @torch.no_grad()
@@ -127,14 +152,21 @@ class BatchedAdam:
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).add_(g.abs().pow(2), alpha=1 - b2)
-            lr = self.lr.to(device=p.device, dtype=p.real.dtype).view(-1, *([1] * (p.dim() - 1)))
-            p.sub_(lr / c1 * m / ((v / c2).sqrt() + self.eps))
+        live = [k for k, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        params = [self.params[k] for k in live]
+        grads = [self.params[k].grad for k in live]
+        m, v = [self.m[k] for k in live], [self.v[k] for k in live]
+        torch._foreach_lerp_(m, grads, 1 - b1)                              # m = b1 m + (1 - b1) g
+        torch._foreach_mul_(v, b2)
+        torch._foreach_add_(v, [_square_modulus(g) for g in grads], alpha=1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, c2**0.5)                                  # sqrt(v / c2)
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, [self._lr[k] for k in live])
+        torch._foreach_add_(params, update, alpha=-1 / c1)
 
 
 @dataclass
