@@ -512,3 +512,45 @@ case(PL.accuracy_by_distance, lambda: dict(**_weights(), data=_DATA, n_samples=2
      extra={"data": _pathdata})
 case(PL.first_step_share, lambda: dict(**_weights(), A=_DATA.A, R=_DATA.R, **_test_pairs()), _W,
      extra={"A": _adj_any, "R": _adj_any, "source": _nodes, "target": _nodes})
+
+# multihead
+from icar import multihead as MH  # noqa: E402
+
+_CP = lambda: dict(zip(("C", "P"), MH.trig_solution(4, 5)))  # noqa: E731
+_rot = lambda: dict(zip(("states", "theta"), MH.rotation_sequences(2, 4, 5, seed=0)))  # noqa: E731
+_CPk = {"C": "real!", "P": "real!"}
+case(MH.eigen_phases, lambda: dict(law="orthogonal", n=2, d=4, seed=0), {"law": "choice", "n": "int", "d": "int",
+                                                                         "seed": "seed"})
+case(MH.eigen_sequences, lambda: dict(law="unitary", n=2, d=3, T=5, seed=0),
+     {"law": "choice", "n": "int", "d": "int", "T": "int", "device": "device"})
+case(MH.rotation_sequences, lambda: dict(n=2, d=4, T=5, seed=0), {"n": "int", "d": "int", "T": "int"})
+case(MH.chebyshev_prediction, _rot, {"states": "real states", "theta": "real!"})
+case(MH.position_mask, lambda: dict(T=5), {"T": "int", "device": "device"})
+case(MH.head_mask, lambda: dict(heads=[1, 2], max_heads=2), {"max_heads": "int"}, skip={"max_heads": ("None",)},
+     extra={"heads": {"None": lambda v, i: None, "zero": lambda v, i: [0, 1], "bool": lambda v, i: [True, 1],
+                      "float": lambda v, i: [1.5, 1], "empty": lambda v, i: [], "string": lambda v, i: "12"}})
+case(MH.unitary_position_loss, _CP, {**_CPk, "variant": "choice"})
+case(MH.orthogonal_position_loss, _CP, _CPk)
+case(MH.position_loss, lambda: dict(law="orthogonal", **_CP()), {"law": "choice", **_CPk})
+case(MH.predict, lambda: dict(states=_rot()["states"], **_CP()), {"states": "tensor", **_CPk},
+     extra={"states": {"length 1": lambda v, i: v[:, :1]}})
+case(MH.MultiHeadDiagonal, lambda: dict(n_models=2, d=4, n_heads=2, T=5, init_scale=0.1),
+     {"n_models": "int", "d": "int", "n_heads": "int", "T": "int", "init_scale": "float>=0", "dtype": "dtype",
+      "seed": "seed", "device": "device"}, extra={"T": {"two": lambda v, i: 2}})
+case(lambda states: MH.MultiHeadDiagonal(2, 4, 2, 5)(states), lambda: dict(states=_rot()["states"]),
+     {"states": "tensor"}, extra={"states": {"length 1": lambda v, i: v[:, :1]}}, label="multihead.MultiHeadDiagonal.forward")
+case(MH.mc_position_loss, lambda: dict(law="orthogonal", **_CP(), t=2, n=8, seed=0),
+     {"law": "choice", **_CPk, "n": "int", "seed": "seed", "coordinates": "choice"},
+     extra={"t": {"bool": lambda v, i: True, "float": lambda v, i: 2.0, "too large": lambda v, i: 5, "one": lambda v, i: 1}})
+case(MH.train_population, lambda: dict(model=MH.MultiHeadDiagonal(2, 4, 2, 5), law="unitary", steps=2, lr=0.01),
+     {"law": "choice", "steps": "int", "lr": "float>0", "variant": "choice", "momentum": "float>=0"},
+     extra={"model": {"None": lambda v, i: None, "other model": lambda v, i: MO.FixedLinear(2, 4)}})
+case(MH.rank_floor, lambda: dict(law="unitary", d=4, heads=2), {"law": "choice", "d": "int", "heads": "int"})
+case(MH.trig_solution, lambda: dict(d=4, T=5, c=1.0, b_over_a=0.5), {"d": "int", "T": "int", "c": "float",
+                                                                      "b_over_a": "float"},
+     extra={"c": {"zero": lambda v, i: 0.0}, "b_over_a": {"minus one": lambda v, i: -1.0}})
+case(MH.bands, lambda: dict(P=_CP()["P"]), {"P": "real!"})
+case(MH.pair_blocks, lambda: dict(C=_CP()["C"]), {"C": "real!"})
+case(MH.predicted_head_gram, lambda: dict(A0=torch.randn(2, 3, 3, dtype=torch.float64), B0=torch.randn(2, 3, 3, dtype=torch.float64),
+                                          c=torch.ones(2, dtype=torch.float64)), {"A0": "real!", "B0": "real!", "c": "real!"})
+case(MH.token_coefficients, lambda: dict(**_CP(), states=_rot()["states"]), {**_CPk, "states": "real states"})

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import icar
 import icar.kernel_transformer
 import icar.kernels
+import icar.multihead
 import icar.noncommuting
 import icar.planning
 import icar.softmax_icl
@@ -185,7 +186,8 @@ def test_every_public_function_has_a_bad_input_case():
 
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
-           icar.kernel_transformer, icar.softmax_icl, icar.planning]
+           icar.kernel_transformer, icar.softmax_icl, icar.planning,
+           icar.multihead]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -195,6 +197,7 @@ EXCLUDED = {
     "icar.data.ARBatch",  # a record
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
     "icar.softmax_icl.ReducedRun", "icar.planning.PathData", "icar.planning.PlannerRun",  # records
+    "icar.multihead.MCEstimate",  # a record
 }
 
 
