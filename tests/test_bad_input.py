@@ -162,6 +162,13 @@ def test_float32_contexts_are_checked_in_float32():
     assert icar.noncommuting.check_orthogonal_contexts(W32).dtype == torch.float32
 
 
+def test_an_exact_identity_refuses_float32():
+    states, W, _ = icar.kernels.sample_linear(2, 3, 5, seed=0, dtype=torch.float32)
+    centers, coefs = icar.kernels.linear_map_as_kernel_expansion(W)
+    with pytest.raises(TypeError, match=r"states must be float64 or complex128 \(the energy identity"):
+        icar.kernels.energy_balance(states, centers, coefs)
+
+
 def test_an_integer_dtype_is_refused_where_it_would_round_to_zero():
     with pytest.raises(TypeError, match="dtype must be a real floating or complex dtype; got torch.int64"):
         icar.data.initial_states("gaussian", 2, 3, seed=0, dtype=torch.int64)

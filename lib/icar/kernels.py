@@ -33,6 +33,7 @@ from .data import haar_orthogonal, initial_states, matrix_powers, rollout_map
 from .runtime import DeviceLike, make_generator, resolve_device
 from .validate import (
     require_dtype,
+    require_float64,
     require_finite,
     require_ndim,
     require_nonnegative,
@@ -404,8 +405,10 @@ def energy_balance(states: torch.Tensor, f_centers: torch.Tensor, f_coefs: torch
                    beta: float = 1.0) -> EnergyBalance:
     r"""Both sides of the energy identity of the Kaczmarz sweep for a target :math:`f = \sum_j k(c_j,\cdot)a_j`
     that generated ``states`` (:math:`x_{t+1} = f(x_t)`): the weighted squared errors, the squared RKHS distance
-    :math:`\|f - f^{(T)}\|^2` left after the last pair, and :math:`\|f\|^2`."""
+    :math:`\|f - f^{(T)}\|^2` left after the last pair, and :math:`\|f\|^2`. ``states`` must be float64 (the
+    identity is checked to double rounding; see "dtype policy" in CONTRIBUTING.md)."""
     check_states(states)
+    require_float64(states, "states", "the energy identity is checked to float64 rounding")
     B, _, d = states.shape
     require_ndim(f_centers, "f_centers", (3,), "(B, m, d)")
     require_shape(f_centers, "f_centers", (B, None, d), "(B, m, d)")
