@@ -554,3 +554,76 @@ case(MH.pair_blocks, lambda: dict(C=_CP()["C"]), {"C": "real!"})
 case(MH.predicted_head_gram, lambda: dict(A0=torch.randn(2, 3, 3, dtype=torch.float64), B0=torch.randn(2, 3, 3, dtype=torch.float64),
                                           c=torch.ones(2, dtype=torch.float64)), {"A0": "real!", "B0": "real!", "c": "real!"})
 case(MH.token_coefficients, lambda: dict(**_CP(), states=_rot()["states"]), {**_CPk, "states": "real states"})
+
+# mesa
+from icar import mesa as ME  # noqa: E402
+
+_mx = lambda: ME.sample("gaussian", 3, 2, 5, seed=0)  # noqa: E731
+_KP = lambda: dict(zip(("K", "P"), ME.diagonal_init([0.5, 0.4], [0.5, 0.6], 2)))  # noqa: E731
+_KPk = {"K": "tensor!", "P": "tensor!"}
+_prep = lambda: ME.prepare(*_mx())  # noqa: E731
+_prepared = {"None": lambda v, i: None, "tuple": lambda v, i: (1, 2)}
+_im = {"None": lambda v, i: None, "tuple": lambda v, i: (1.0, 1.0, 1.0, 1.0)}
+_moments = lambda: ME.init_moments("gaussian", 2)  # noqa: E731
+_ms = {"float": lambda v, i: float("nan"), "string": lambda v, i: "1", "None": lambda v, i: None}
+case(ME.check_diagonal_unitary, lambda: dict(W=_mx()[1]), {"W": "complex!", "atol": "float>0"})
+case(ME.tokens, lambda: dict(states=_mx()[0]), {"states": "tensor!"})
+case(ME.sample, lambda: dict(law="gaussian", n=2, d=2, T=5, seed=0, scale=1.0),
+     {"law": "choice", "n": "int", "d": "int", "T": "int", "scale": "float>0", "seed": "seed", "device": "device"})
+case(ME.sign_patterns, lambda: dict(d=3), {"d": "int"})
+case(ME.symmetrize, lambda: dict(states=_mx()[0], W=_mx()[1], phases=2), {"states": "complex states", "W": "complex!",
+                                                                          "phases": "int"})
+case(ME.exact_population, lambda: dict(support=torch.ones(1, 2, dtype=torch.complex128), T=3, n_roots=7),
+     {"support": "tensor!", "T": "int", "n_roots": "int"})
+case(ME.diagonal_init, lambda: dict(a0=0.5, b0=0.5, d=2), {"a0": "float", "b0": "float", "d": "int", "device": "device"},
+     extra={"a0": {"nan in a list": lambda v, i: [0.5, float("nan")], "empty": lambda v, i: []}})
+for _f in (ME.relevant_blocks, ME.diagonals, ME.step_size, ME.structure_report):  # any leading dimensions
+    case(_f, _KP, _KPk, skip={"K": ("rank+1", "rank-1"), "P": ("rank+1", "rank-1")},
+         extra={"K": {"odd size": lambda v, i: v[..., :3, :3]}, "P": {"wrong width": lambda v, i: v[..., :3]}})
+case(ME.attention, lambda: dict(**_KP(), states=_mx()[0]), {**_KPk, "states": "complex states"})
+case(ME.MesaAttention, _KP, _KPk)
+case(lambda states: ME.MesaAttention(**_KP())(states), lambda: dict(states=_mx()[0]), {"states": "complex states"},
+     label="mesa.MesaAttention.forward")
+case(ME.one_step_gd_predictions, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float"})
+case(ME.prepare, lambda: dict(states=_mx()[0], W=_mx()[1]), {"states": "complex states", "W": "complex!", "chunk": "int"},
+     skip={"chunk": ("None",)})
+case(ME.loss_and_grad, lambda: dict(**_KP(), data=_prep()), _KPk, extra={"data": _prepared})
+case(ME.evaluate_loss, lambda: dict(**_KP(), data=_prep()), _KPk, extra={"data": _prepared})
+case(ME.gd, lambda: dict(K0=_KP()["K"], P0=_KP()["P"], data=_prep(), steps=2, lr=0.1),
+     {"K0": "tensor!", "P0": "tensor!", "steps": "int", "lr": "float>0", "record_every": "int"},
+     extra={"data": _prepared}, alias={"K0": ("K",), "P0": ("P",)})
+case(ME.reduced_terms, lambda: dict(states=_mx()[0]), {"states": "complex states", "chunk": "int"})
+case(ME.reduced_coefficients, lambda: dict(states=_mx()[0]), {"states": "complex states"})
+case(ME.ratio_estimate, lambda: dict(terms=ME.reduced_terms(_mx()[0])), {"terms": "real!"})
+case(ME.position_errors, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float", "chunk": "int"})
+case(ME.stable_lr, lambda: dict(M=1.0, a0=[0.5], b0=[0.5], p_hat=0.3, d=2),
+     {"M": "float>0", "p_hat": "float", "d": "int", "fraction": "float>0"}, extra={"a0": _ms, "b0": _ms})
+case(ME.reduced_gd, lambda: dict(a0=0.5, b0=0.5, M=1.0, N=0.5, d=2, lr=0.1, steps=3),
+     {"a0": "float", "b0": "float", "M": "float>0", "N": "float", "d": "int", "lr": "float>0", "steps": "int"})
+case(ME.reduced_flow, lambda: dict(a0=0.5, b0=0.5, M=1.0, N=0.5, d=2, times=torch.linspace(0, 1, 4, dtype=torch.float64)),
+     {"a0": "float", "b0": "float", "M": "float>0", "N": "float", "d": "int", "times": "real!", "substeps": "int"},
+     extra={"times": {"decreasing": lambda v, i: v.flip(0)}})
+case(ME.logistic_step, lambda: dict(p0=0.1, p_star=0.5, N=1.0, d=2, tau=torch.linspace(0, 1, 4, dtype=torch.float64)),
+     {"p0": "float>0", "p_star": "float>0", "N": "float>0", "d": "int", "tau": "real"})
+case(ME.limit_parameters, lambda: dict(a0=0.5, b0=0.4, p_star=0.3), {"a0": "float>0", "b0": "float>0", "p_star": "float>0"},
+     alias={"a0": ("a0 b0",), "b0": ("a0 b0",)})
+case(ME.init_moments, lambda: dict(law="gaussian", d=2, scale=1.0), {"law": "choice", "d": "int", "scale": "float>0"})
+case(ME.harmonic, lambda: dict(n=3), {"n": "int>=0"})
+case(ME.p_star, lambda: dict(m=_moments(), d=2, T=5), {"d": "int", "T": "int"}, extra={"m": _im})
+case(ME.population_coefficients, lambda: dict(m=_moments(), d=2, T=5), {"d": "int", "T": "int"}, extra={"m": _im})
+case(ME.reduced_loss_per_position, lambda: dict(p=0.3, t=3, A=1.0, B=1.0, C=1.0, D=1.0),
+     {"p": "float", "t": "int", "A": "float", "B": "float", "C": "float", "D": "float"})
+case(ME.support_coefficients, lambda: dict(support=torch.ones(2, 2, dtype=torch.complex128)), {"support": "tensor!"})
+case(ME.asymptotic_error, lambda: dict(m=_moments(), d=2), {"d": "int"}, extra={"m": _im})
+case(ME.prediction_ratios, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float"})
+case(ME.exact_gradient, lambda: dict(support=torch.ones(1, 2, dtype=torch.complex128), a=0.5, b=0.5, T=3),
+     {"support": "tensor!", "a": "float", "b": "float", "T": "int"})
+case(ME.uniform_init_states, lambda: dict(n=2, d=2, seed=0, scale=1.0), {"n": "int", "d": "int", "scale": "float>0"})
+case(ME.uniform_moments, lambda: dict(scale=1.0), {"scale": "float>0"})
+case(ME.loss_from_predictions, lambda: dict(pred=ME.one_step_gd_predictions(_mx()[0], 0.5), states=_mx()[0],
+                                            weights=torch.full((3,), 1 / 3, dtype=torch.float64)),
+     {"pred": "tensor!", "states": "complex states", "weights": "real!"},
+     skip={"pred": ("nan", "inf"), "weights": ("None",)})
+case(ME.train_symmetrized, lambda: dict(law="gaussian", base=2, d=2, T=4, a0=[0.5], b0=[0.5], steps=1, seed=0, phases=1),
+     {"law": "choice", "base": "int", "d": "int", "T": "int", "steps": "int", "seed": "seed", "scale": "float>0",
+      "phases": "int", "fraction": "float>0"}, extra={"a0": _ms, "b0": _ms}, alias={"base": ("n",)})

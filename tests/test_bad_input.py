@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import icar
 import icar.kernel_transformer
 import icar.kernels
+import icar.mesa
 import icar.multihead
 import icar.noncommuting
 import icar.planning
@@ -194,7 +195,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
            icar.kernel_transformer, icar.softmax_icl, icar.planning,
-           icar.multihead]
+           icar.multihead, icar.mesa]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -205,6 +206,7 @@ EXCLUDED = {
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
     "icar.softmax_icl.ReducedRun", "icar.planning.PathData", "icar.planning.PlannerRun",  # records
     "icar.multihead.MCEstimate",  # a record
+    "icar.mesa.Prepared", "icar.mesa.GDRun", "icar.mesa.Experiment", "icar.mesa.InitMoments",  # records
 }
 
 
