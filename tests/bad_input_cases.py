@@ -627,3 +627,48 @@ case(ME.loss_from_predictions, lambda: dict(pred=ME.one_step_gd_predictions(_mx(
 case(ME.train_symmetrized, lambda: dict(law="gaussian", base=2, d=2, T=4, a0=[0.5], b0=[0.5], steps=1, seed=0, phases=1),
      {"law": "choice", "base": "int", "d": "int", "T": "int", "steps": "int", "seed": "seed", "scale": "float>0",
       "phases": "int", "fraction": "float>0"}, extra={"a0": _ms, "b0": _ms}, alias={"base": ("n",)})
+
+# augmented
+from icar import augmented as AU  # noqa: E402
+
+_ALA = lambda: AU.AugmentedLinearAttention(2, 2, dtype=torch.complex128)  # noqa: E731
+_model_bad = {"None": lambda v, i: None, "other model": lambda v, i: MO.FixedLinear(2, 2)}
+_m3 = {"None": lambda v, i: None, "tuple": lambda v, i: (1.0, 1.0, 1.0, 1.0)}
+case(AU.augment, lambda: dict(states=complex_states()), {"states": "tensor!"})
+case(AU.prefix_gram, lambda: dict(tokens=AU.augment(complex_states())), {"tokens": "tensor"})
+case(AU.block, lambda: dict(X=torch.zeros(6, 6), a=0, b=1, d=2), {"X": "tensor", "d": "int"},
+     extra={"a": {"three": lambda v, i: 3, "bool": lambda v, i: True, "float": lambda v, i: 1.0},
+            "b": {"negative": lambda v, i: -1, "None": lambda v, i: None}},
+     alias={"a": ("slot indices",), "b": ("slot indices",), "d": ("X",)}, skip={"X": ("nan", "inf", "int dtype")})
+case(AU.live_mask, lambda: dict(d=2), {"d": "int"})
+case(AU.gd_construction, lambda: dict(d=2, eta=0.3), {"d": "int", "eta": "float", "dtype": "dtype"})
+case(AU.AugmentedLinearAttention, lambda: dict(n_models=2, d=2, init_scale=0.1, dtype=torch.complex128),
+     {"n_models": "int", "d": "int", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed", "device": "device"})
+case(lambda tokens: _ALA()(tokens), lambda: dict(tokens=AU.augment(complex_states())), {"tokens": "complex!"},
+     skip={"tokens": ("rank+1",)}, label="augmented.AugmentedLinearAttention.forward")
+case(lambda states: _ALA().predict(states), lambda: dict(states=complex_states()), {"states": "complex states"},
+     skip={"states": ("length 1", "rank+1")}, alias={"states": ("tokens",)}, label="augmented.AugmentedLinearAttention.predict")
+case(AU.next_token_loss, lambda: dict(pred=_ALA().predict(complex_states()), target=complex_states()),
+     {"pred": "tensor", "target": "tensor"}, skip={"pred": ("nan", "inf")})
+case(AU.ar_batches, lambda: dict(d=2, T=4, batch=3), {"d": "int", "T": "int", "batch": "int", "dtype": "dtype"},
+     extra={"scales": {"zero": lambda v, i: (0.0,), "nan": lambda v, i: (float("nan"),)},
+            "inits": {"empty": lambda v, i: ()}})
+case(AU.train_augmented, lambda: dict(d=2, T=4, n_seeds=1, batch=2, schedule=((1, 0.01),)),
+     {"n_seeds": "int", "batch": "int", "init_scale": "float>=0"},
+     extra={"schedule": {"empty": lambda v, i: (), "nan lr": lambda v, i: ((1, float("nan")),),
+                         "zero steps": lambda v, i: ((0, 0.01),), "None": lambda v, i: None}})
+case(AU.read_structure, lambda: dict(model=_ALA()), {}, extra={"model": _model_bad})
+case(AU.per_position_errors, lambda: dict(model=_ALA(), states=complex_states()), {"states": "complex states"},
+     extra={"model": _model_bad}, skip={"states": ("rank+1",)}, alias={"states": ("tokens",)})  # (G, B, T, d) valid
+case(AU.held_out_loss, lambda: dict(model=_ALA(), states=complex_states()), {"states": "complex states"},
+     extra={"model": _model_bad}, skip={"states": ("rank+1",)}, alias={"states": ("tokens",)})
+case(AU.shared_step, lambda: dict(n_max=4, d=3, m=TH.phase_moments(3)), {"n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.error_curve, lambda: dict(eta=0.3, n_max=4, d=3, m=TH.phase_moments(3)),
+     {"eta": "float>=0", "n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.per_prefix_steps, lambda: dict(T=4, d=3, m=TH.phase_moments(3)), {"T": "int", "d": "int"}, extra={"m": _m3})
+case(AU.shared_loss, lambda: dict(n_max=4, d=3, m=TH.phase_moments(3)), {"n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.error_split, lambda: dict(eta=0.3, n=4, d=3, m=TH.phase_moments(3)), {"eta": "float>=0", "n": "int", "d": "int"},
+     extra={"m": _m3})
+case(AU.empirical_error_split, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>=0"})
+case(AU.inner_gradient_step, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>0"})
+case(AU.moments_of, lambda: dict(law="phases", d=3), {"law": "choice", "d": "int"})

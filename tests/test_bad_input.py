@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import icar
+import icar.augmented
 import icar.kernel_transformer
 import icar.kernels
 import icar.mesa
@@ -195,7 +196,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
            icar.kernel_transformer, icar.softmax_icl, icar.planning,
-           icar.multihead, icar.mesa]
+           icar.multihead, icar.mesa, icar.augmented]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -207,6 +208,7 @@ EXCLUDED = {
     "icar.softmax_icl.ReducedRun", "icar.planning.PathData", "icar.planning.PlannerRun",  # records
     "icar.multihead.MCEstimate",  # a record
     "icar.mesa.Prepared", "icar.mesa.GDRun", "icar.mesa.Experiment", "icar.mesa.InitMoments",  # records
+    "icar.augmented.Structure",  # a record
 }
 
 
