@@ -672,3 +672,63 @@ case(AU.error_split, lambda: dict(eta=0.3, n=4, d=3, m=TH.phase_moments(3)), {"e
 case(AU.empirical_error_split, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>=0"})
 case(AU.inner_gradient_step, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>0"})
 case(AU.moments_of, lambda: dict(law="phases", d=3), {"law": "choice", "d": "int"})
+
+# noncommuting
+from icar import noncommuting as NC  # noqa: E402
+
+_hs = lambda: NC.haar_sequences(3, 2, 5, seed=0).states  # noqa: E731
+_mus = lambda: torch.tensor([1.0, 2.0], dtype=torch.float64)  # noqa: E731
+_pe = lambda: NC.pe_sequences(_mus(), 3, 5, seed=0)  # noqa: E731
+_ids = {"float": lambda v, i: v.double(), "None": lambda v, i: None, "numpy": lambda v, i: v.numpy(),
+        "rank+1": lambda v, i: v[None]}
+case(NC.haar_sequences, lambda: dict(n=2, d=2, T=4, seed=0), {"n": "int", "d": "int", "T": "int", "start": "choice",
+                                                              "dtype": "dtype", "seed": "seed"})
+case(NC.augment, lambda: dict(states=_hs()), {"states": "tensor"})
+case(NC.split_inputs_targets, lambda: dict(states=_hs(), augmented=True), {"states": "states"})
+case(NC.AugmentedAttention, lambda: dict(n_models=2, d=2, init_scale=0.1),
+     {"n_models": "int", "d": "int", "attention": "choice", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed"},
+     skip={"init_scale": ("None",)})
+case(lambda tokens: NC.AugmentedAttention(2, 2)(tokens), lambda: dict(tokens=NC.augment(_hs())), {"tokens": "real"},
+     label="noncommuting.AugmentedAttention.forward")
+case(NC.PositionalTokenAttention, lambda: dict(n_models=2, d=2, heads=2, max_len=8),
+     {"n_models": "int", "d": "int", "heads": "int", "max_len": "int", "dtype": "dtype"})
+case(NC.kq_blocks, lambda: dict(Q=torch.randn(2, 6, 6, dtype=torch.float64), d=2), {"Q": "tensor!", "d": "int"},
+     alias={"d": ("Q",)})
+case(NC.relative_distance_to_scalar, lambda: dict(X=torch.randn(2, 3, 3, dtype=torch.float64)), {"X": "tensor"},
+     extra={"X": {"zero": lambda v, i: torch.zeros_like(v)}})
+case(NC.gd_features, lambda: dict(states=_hs()), {"states": "real states"})
+case(NC.one_step_gd_baselines, lambda: dict(train_states=_hs(), test_states=_hs()),
+     {"train_states": "real states", "test_states": "real states"}, alias={"train_states": ("states",), "test_states": ("states",)})
+case(NC.position_mass, lambda: dict(attn=torch.full((2, 5, 5), 0.2, dtype=torch.float64), position=0, first_row=2),
+     {"attn": "real"}, extra={"position": {"bool": lambda v, i: True, "negative": lambda v, i: -1},
+                              "first_row": {"too large": lambda v, i: 9, "float": lambda v, i: 2.0}},
+     skip={"attn": ("rank-1",)})
+case(NC.uniform_mass, lambda: dict(T=5, first_row=2), {"T": "int"},
+     extra={"first_row": {"equal to T": lambda v, i: 5, "negative": lambda v, i: -1, "bool": lambda v, i: True}})
+case(NC.trig_prediction, lambda: dict(states=_hs()), {"states": "real states"})
+case(NC.pe_sequences, lambda: dict(mus=_mus(), n=2, T=4, seed=0), {"mus": "real!", "n": "int", "T": "int"},
+     extra={"mus": {"zero": lambda v, i: torch.zeros_like(v)}}, alias={"mus": ("mu",)})
+case(NC.PEOnly, lambda: dict(n_models=2, T=4), {"n_models": "int", "T": "int"})
+case(NC.pe_gram, lambda: dict(mus=_mus(), t=3), {"mus": "real!", "t": "int"},
+     extra={"mus": {"zero": lambda v, i: torch.zeros_like(v)}}, alias={"mus": ("mu",)})
+case(NC.pe_empirical_gram, lambda: dict(states=_pe(), t=3), {"states": "complex!", "t": "int"},
+     extra={"t": {"too large": lambda v, i: 9}})
+case(NC.pe_gd_closed_form, lambda: dict(G=NC.pe_gram(_mus(), 3), alpha=0.2, steps=torch.arange(4)),
+     {"G": "real!", "alpha": "float>0"}, extra={"steps": {"float": lambda v, i: v.double(), "negative": lambda v, i: v - 5,
+                                                          "None": lambda v, i: None}})
+case(NC.window_ar_errors, lambda: dict(windows=torch.randn(2, 4, 3, dtype=torch.float64)), {"windows": "real states"})
+case(NC.window_has_repeat, lambda: dict(ids=torch.tensor([[1, 2, 1], [3, 4, 5]])), {}, extra={"ids": _ids})
+case(NC.make_windows, lambda: dict(ids=torch.arange(12), L=4), {"L": "int"}, extra={"ids": _ids})
+case(NC.random_unit_vectors, lambda: dict(V=4, d=3, seed=0), {"V": "int", "d": "int", "seed": "seed"})
+case(NC.check_orthogonal_contexts, lambda: dict(W=D.haar_orthogonal(2, 3, seed=0)), {"W": "real!"})
+case(NC.minibatches, lambda: dict(inputs=_hs(), targets=_hs(), batch_size=2),
+     {"inputs": "tensor", "targets": "tensor", "batch_size": "int"}, skip={"inputs": ("int dtype",), "targets": ("int dtype",)})
+case(NC.per_position_mse, lambda: dict(pred=_hs()[None], target=_hs()), {"pred": "tensor!", "target": "tensor"},
+     skip={"pred": ("nan", "inf", "rank-1"), "target": ("nan", "inf", "int dtype")})
+case(NC.mse_standard_error, lambda: dict(pred=_hs()[None], target=_hs()), {"pred": "tensor!", "target": "tensor"},
+     skip={"pred": ("nan", "inf", "rank-1"), "target": ("nan", "inf", "int dtype")})
+case(NC.pe_early_stopping, lambda: dict(mus=_mus(), T=4, max_steps=10),
+     {"mus": "real!", "T": "int", "lr": "float>0", "threshold": "float>0", "max_steps": "int"}, alias={"mus": ("mu",)})
+case(NC.pe_targets, lambda: dict(states=_pe()), {},
+     extra={"states": {"None": lambda v, i: None, "numpy": lambda v, i: v.numpy(), "length 2": lambda v, i: v[..., :2, :],
+                       "rank-2": lambda v, i: v[0, 0]}})

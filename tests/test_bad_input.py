@@ -196,7 +196,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
            icar.kernel_transformer, icar.softmax_icl, icar.planning,
-           icar.multihead, icar.mesa, icar.augmented]
+           icar.multihead, icar.mesa, icar.augmented, icar.noncommuting]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -209,6 +209,8 @@ EXCLUDED = {
     "icar.multihead.MCEstimate",  # a record
     "icar.mesa.Prepared", "icar.mesa.GDRun", "icar.mesa.Experiment", "icar.mesa.InitMoments",  # records
     "icar.augmented.Structure",  # a record
+    "icar.noncommuting.Baselines", "icar.noncommuting.Corpus",  # records
+    "icar.noncommuting.load_polarity_corpus",  # no arguments (reads the packaged corpus)
 }
 
 
