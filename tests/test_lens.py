@@ -106,6 +106,13 @@ def test_three_steps_one_formula():
     assert torch.allclose(lens.gd_optimal_curve(T, D), (D - 1) / (n + D - 1), atol=1e-13)
 
 
+def test_optimal_steps_are_d_over_n_plus_d_minus_1():
+    steps = lens.optimal_steps(T, D)
+    n = torch.arange(1, T, dtype=torch.float64)
+    assert steps.shape == (T,)
+    assert torch.allclose(steps[1:], D / (n + D - 1), rtol=1e-14)
+
+
 def test_augmented_layer_is_one_gd_step(batch):
     eta = lens.shared_step(T, D)
     gap = (lens.augmented_layer_errors(batch.states, eta) - lens.gd_errors(batch.states, eta)).abs().max()

@@ -8,8 +8,8 @@ and explorers, one module per chapter) and :mod:`icar.exercises` (graded checks)
 """
 from . import claims, data, estimators, models, runtime, theory, train, validate
 from .claims import claim
-from .runtime import pick, quick_mode, resolve_device, setup
+from .runtime import paper_mode, pick, quick_mode, resolve_device, scale, setup
 
 __version__ = "0.1.0"
 __all__ = ["claims", "data", "estimators", "models", "runtime", "theory", "train", "validate", "claim", "pick",
-           "quick_mode", "resolve_device", "setup", "__version__"]
+           "paper_mode", "quick_mode", "resolve_device", "scale", "setup", "__version__"]

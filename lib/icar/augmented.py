@@ -226,12 +226,17 @@ class AugmentedLinearAttention(BatchedModel):
         e = tokens if tokens.dim() == 4 else tokens.unsqueeze(0)  # (G, B, T, D)
         if not bool((e[..., :d] == 0).all()):
             return self.layer_output(tokens)[..., :d]
-        live = e[..., d:]
-        F = prefix_gram(live)  # (G, B, T, 2d, 2d)
-        q = torch.einsum("gkij,gbtj->gkbti", self._grouped(self.W_KQ[:, d:, d:], tokens), live)
-        h = torch.einsum("gbtij,gkbtj->gkbti", F, q)
-        ans = torch.einsum("gkij,gkbtj->gkbti", self._grouped(self.W_V[:, :d, d:], tokens), h)
-        return ans.flatten(0, 1)
+        live = e[..., d:]                                                    # (G, B, T, 2d)
+        Gn, B, T, L = live.shape
+        K = self.n_models // Gn                                              # models per group
+        # q = Q_k e_t for the K models of a group in one product, then h_t = F_t q_t with the models as columns
+        N = B * T
+        Q = self._grouped(self.W_KQ[:, d:, d:], tokens)                    # (G, K, L, L)
+        q = (live.reshape(Gn, N, L) @ Q.permute(0, 3, 2, 1).reshape(Gn, L, L * K)).view(Gn, N, L, K)
+        h = prefix_gram(live).reshape(Gn, N, L, L) @ q                     # (G, N, L, K)
+        h = h.view(Gn, N, L, K).permute(0, 3, 1, 2).reshape(self.n_models, N, L)
+        ans = h @ self.W_V[:, :d, d:].mT                                      # (M, N, d)
+        return ans.view(self.n_models, B, T, d)
 
     def predict(self, states: torch.Tensor) -> torch.Tensor:
         r"""Predictions of :math:`s_{t+1}` for :math:`t = 1..T` from states ``(B, T, d)`` or ``(M, B, T, d)``:

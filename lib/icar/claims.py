@@ -45,6 +45,9 @@ class Claim:
     justification: str | None
     passed: bool
 
+    def _ipython_display_(self) -> None:
+        """A claim left as a cell's last value shows nothing: :func:`claim` has already printed its line."""
+
     def line(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
         exp = "" if self.expected is None else f" expected {self.expected:.6g}"

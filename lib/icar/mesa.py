@@ -445,6 +445,15 @@ def loss_and_grad(K: torch.Tensor, P: torch.Tensor, data: Prepared) -> tuple[tor
     return loss, dK, dP
 
 
+def _gram_apply(R: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r""":math:`R_t q_t` for every model, sequence and position: ``R`` ``(n, d, d, T)``, ``q`` ``(M, n, d, T)`` ->
+    ``(M, n, d, T)``, as ``d`` fused multiply-adds into one buffer (no temporary per term)."""
+    out = R[None, :, :, 0] * q[:, :, 0, None]
+    for k in range(1, R.shape[2]):
+        out.addcmul_(R[None, :, :, k], q[:, :, k, None])
+    return out
+
+
 def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam: torch.Tensor, R: torch.Tensor,
                          w: torch.Tensor, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # layouts: X (n, d, T), lam (n, d), R (n, d, d, T); per-model tensors (M, n, d, T); per-sequence matrices
@@ -460,7 +469,7 @@ def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam:
     ke = torch.einsum("na,mnaj->mnj", x1.conj(), KF1)  # e_1^* K F : (M, n, d)
     pe = torch.einsum("mra,na->mnr", P[:, :, :d], x1)  # P e_1 : (M, n, d)
     q = torch.matmul(Kt, X)  # (M, n, d, T)
-    u = sum(R[None, :, :, k] * q[:, :, k, None] for k in range(d))
+    u = _gram_apply(R, q)  # R_t q_t
     c = torch.matmul(ke[:, :, None, :], X)  # (M, n, 1, T)
     y = (torch.matmul(Pt, u) + pe[..., None] * c) * norm
     target = torch.cat([X[..., 1:], torch.zeros_like(X[..., :1])], dim=-1)  # x_{t+1} at index t-1
@@ -472,7 +481,7 @@ def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam:
     dP = torch.cat([dPt.sum(1) + torch.einsum("mnr,na->mra", dpe, x1.conj()), (dPt * lam[None, :, None, :]).sum(1)], dim=-1)
     du = torch.matmul(Pt.mH, rho)  # Pt^* rho_t
     dc = torch.matmul(pe.conj()[:, :, None, :], rho)  # (M, n, 1, T)
-    dq = sum(R[None, :, :, k] * du[:, :, k, None] for k in range(d))  # R_t is Hermitian
+    dq = _gram_apply(R, du)  # R_t du_t (R_t is Hermitian)
     Xh = X.mH  # (n, T, d)
     dKt = torch.matmul(dq, Xh)  # sum_t dq_t x_t^* : (M, n, d, d)
     dke = torch.matmul(dc, Xh)[:, :, 0]  # (M, n, d)

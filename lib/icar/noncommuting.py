@@ -195,8 +195,8 @@ class AugmentedAttention(BatchedModel):
         return e
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if not bool(self._softmax.any()):
-            return self._forward_linear(tokens)
+        if tokens.dim() == 3 and not bool(self._softmax.any()):
+            return self._forward_shared_linear(tokens)
         e = self._tokens(tokens)
         alpha = self.scores(e)
         v = _bmm(self.W_V, e, getattr(self, "b_V", None))
@@ -212,37 +212,32 @@ class AugmentedAttention(BatchedModel):
         bias = getattr(self, b, None)
         return torch.cat([W, torch.zeros_like(W[..., :1]) if bias is None else bias[..., None]], dim=-1)
 
-    def _forward_linear(self, tokens: torch.Tensor) -> torch.Tensor:
-        r"""The same output as the score-matrix form when every model uses linear attention, by associativity.
+    def _forward_shared_linear(self, tokens: torch.Tensor) -> torch.Tensor:
+        r"""The same output as the score-matrix form, for tokens ``(B, T, D)`` shared by all-linear models.
 
         With :math:`\tilde e = (e, 1)`, :math:`\tilde Q = [W_Q, b_Q]` (likewise :math:`\tilde K, \tilde V`),
         :math:`G = \tilde K^\top \tilde Q/\sqrt D` and the prefix Gram matrix
-        :math:`F_t = \sum_{j\le t}\tilde e_j \tilde e_j^\top` (a cumulative sum over time),
-        :math:`\sum_{j\le t} a_{tj} v_j = \tilde V F_t G\, \tilde e_t`. Shared tokens ``(B, T, D)`` give one
-        ``F`` for all models, and the products over models are large matrix products (no ``T x T`` scores, no copy
-        of the tokens per model): :math:`O(T D^2)` per sequence and model instead of :math:`O(T^2 D)`.
+        :math:`F_t = \sum_{j\le t}\tilde e_j \tilde e_j^\top` (a cumulative sum over time, the same for every
+        model), associativity gives :math:`\sum_{j\le t} a_{tj} v_j = \tilde V F_t G\, \tilde e_t`: no ``T x T``
+        scores, no copy of the tokens per model, and the products over models are large matrix products. (With
+        one input per model ``F`` would be per model too, and the score form is cheaper: ``forward`` uses it.)
         """
-        e = self._tokens(tokens)                                   # checks; a view (M, B, T, D) for shared tokens
-        e = tokens if tokens.dim() == 3 else e
-        grouped = e.dim() == 4                                    # one input per model (G = M) or shared (G = 1)
+        e = tokens
+        self._tokens(e)
         M, D, d = self.n_models, self.D, self.d
-        G_ = M if grouped else 1
-        B, T = e.shape[-3], e.shape[-2]
-        et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1).reshape(G_, B * T, D + 1)
-        F = torch.cumsum((et[..., :, None] * et[..., None, :]).view(G_, B, T, D + 1, D + 1), dim=2)
-        Gm = self._affine(self.W_K, "b_K").mT @ self._affine(self.W_Q, "b_Q") / math.sqrt(D)   # (M, D+1, D+1)
-        K = M // G_                                                # models per group
-        Gs = Gm.view(G_, K, D + 1, D + 1).permute(0, 3, 2, 1).reshape(G_, D + 1, (D + 1) * K)
-        Ge = (et @ Gs).view(G_, B * T, D + 1, K)                   # [g, n, i, k] = (G_k e~_n)_i
-        w = F.view(G_, B * T, D + 1, D + 1) @ Ge                   # (G, N, D+1, K): F_t G_k e~_t
-        w = w.permute(0, 3, 1, 2).reshape(M, B * T, D + 1)         # (M, N, D+1)
+        B, T = e.shape[0], e.shape[1]
+        N = B * T
+        et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1).reshape(N, D + 1)
+        F = torch.cumsum((et[:, :, None] * et[:, None, :]).view(B, T, D + 1, D + 1), dim=1).view(N, D + 1, D + 1)
+        G = self._affine(self.W_K, "b_K").mT @ self._affine(self.W_Q, "b_Q") / math.sqrt(D)     # (M, D+1, D+1)
+        Ge = (et @ G.permute(2, 1, 0).reshape(D + 1, (D + 1) * M)).view(N, D + 1, M)    # [n, i, m] = (G_m e~_n)_i
+        w = (F @ Ge).permute(2, 0, 1).reshape(M, N, D + 1)                               # F_t G_m e~_t, (M, N, D+1)
         V = self._affine(self.W_V, "b_V")
         if not self.paper:
             return (w @ V[:, :d].mT).view(M, B, T, d)
         o = torch.baddbmm(self.b_O[:, None, :], w, (self.W_O @ V).mT)                     # W_O (V~ F G e~) + b_O
-        h = e.reshape(G_, 1, B * T, D) + _layernorm(o, self.ln_w, self.ln_b).view(G_, K, B * T, D)
-        out = torch.baddbmm(self.b_F[:, None, :d], h.view(M, B * T, D), self.W_F[:, :d].mT)
-        return out.view(M, B, T, d)
+        h = e.reshape(1, N, D) + _layernorm(o, self.ln_w, self.ln_b)
+        return torch.baddbmm(self.b_F[:, None, :d], h, self.W_F[:, :d].mT).view(M, B, T, d)
 
     @torch.no_grad()
     def key_query(self) -> torch.Tensor:

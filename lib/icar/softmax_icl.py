@@ -390,11 +390,10 @@ def reduced_gd(counts: torch.Tensor, p: torch.Tensor, lr: float | torch.Tensor, 
         a = torch.softmax(Z.transpose(1, 2).unsqueeze(1) + torch.log(c).unsqueeze(2), dim=-1)   # (M, P, k, m)
         if t % record_every == 0 or t == steps:
             record(t, a)
-        if t == steps:
-            break
-        r = a - eye
-        g = ((a * (r - (a * r).sum(-1, keepdim=True))).mean(1) * pp.unsqueeze(-1)).transpose(1, 2)
-        Z = Z - lr_t * g
+        if t < steps:  # no break: the bar runs to its end (an early exit shows an unfinished, red bar)
+            r = a - eye
+            g = ((a * (r - (a * r).sum(-1, keepdim=True))).mean(1) * pp.unsqueeze(-1)).transpose(1, 2)
+            Z = Z - lr_t * g
     return ReducedRun(torch.stack(rec["s"]), torch.stack(rec["Z"]), torch.stack(rec["L"]), torch.stack(rec["Lk"]),
                       torch.stack(rec["A"]))
 

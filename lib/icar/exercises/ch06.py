@@ -111,6 +111,6 @@ def check_causal_exp_scores(fn: Callable[[torch.Tensor, float], torch.Tensor], s
 
 
 EXERCISES = (
-    Exercise("ch06-kaczmarz-linear-test", "kaczmarz_linear", check_kaczmarz_linear, 6),
     Exercise("ch06-causal-exp-scores-test", "causal_exp_scores", check_causal_exp_scores, 4),
+    Exercise("ch06-kaczmarz-linear-test", "kaczmarz_linear", check_kaczmarz_linear, 6),
 )

@@ -1,4 +1,5 @@
-"""Figures of chapter 2: the learned weights against one gradient step, and the error budget. Math and training live in :mod:`icar.augmented`; this module only draws."""
+"""Figures of chapter 2: the learned weights against one gradient step, and the error budget.
+Math and training live in :mod:`icar.augmented`; this module only draws."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

@@ -1,4 +1,5 @@
-"""Figures of chapter 3: gradient maps, training runs of the step ab, errors by position, the explorer. Math and training live in :mod:`icar.mesa`; this module only draws."""
+"""Figures of chapter 3: gradient maps, training runs of the step ab, errors by position, the explorer.
+Math and training live in :mod:`icar.mesa`; this module only draws."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

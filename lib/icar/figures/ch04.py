@@ -1,4 +1,5 @@
-"""Figures of chapter 4: the parameters of a multi-head model. Math and training live in :mod:`icar.multihead`; this module only draws."""
+"""Figures of chapter 4: the parameters of a multi-head model.
+Math and training live in :mod:`icar.multihead`; this module only draws."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
