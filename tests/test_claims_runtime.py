@@ -89,3 +89,16 @@ def test_thread_and_float64_helpers():
         assert torch.get_num_threads() == before
     assert runtime.float64_device(torch.device("mps")) == torch.device("cpu")
     assert runtime.float64_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    # "auto" (and None) must pick CUDA when present, else MPS, else the CPU: each branch is forced here.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: True)
+    assert runtime.resolve_device("auto") == torch.device("cuda")
+    assert runtime.resolve_device(None) == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+    assert runtime.resolve_device() == torch.device("cpu")
