@@ -24,7 +24,7 @@ def test_notebook_starts_with_setup_cell(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     src = "".join(code[0]["source"])
-    assert "NBVAL_IGNORE_OUTPUT" in src and "google.colab" in src and "icar.setup" in src, (
+    assert "google.colab" in src and "icar.setup" in src, (
         f"{path.name}: the first code cell must be the Colab/device setup cell (see CONTRIBUTING.md)")
 
 
