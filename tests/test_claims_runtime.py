@@ -83,3 +83,88 @@ def test_ledger_markdown(tmp_path, monkeypatch):
 def test_float64_device():
     assert runtime.float64_device(torch.device("mps")) == torch.device("cpu")
     assert runtime.float64_device(torch.device("cpu")) == torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- a claim that cannot fail is refused
+NOT_FINITE = [float("nan"), float("inf"), -float("inf"), np.float64("nan"), torch.tensor(float("inf")),
+              np.array(float("nan"))]
+
+
+@pytest.mark.parametrize("bad", NOT_FINITE, ids=repr)
+@pytest.mark.parametrize("form", ["upper", "lower", "expected"])
+def test_claim_refuses_non_finite_bounds(tmp_path, monkeypatch, form, bad):
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    kwargs = {form: bad, **({"atol": 0.1} if form == "expected" else {})}
+    n_before = len(claims.records())
+    with pytest.raises(ValueError, match=f"{form} must be finite; got (nan|inf|-inf)"):
+        claims.claim("x.bound", "s", measured=0.0, source="s", **kwargs)
+    assert len(claims.records()) == n_before   # refused, not recorded as a pass or a fail
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=repr)
+@pytest.mark.parametrize("tol", ["atol", "rtol"])
+def test_claim_refuses_non_finite_tolerances(tol, bad):
+    with pytest.raises(ValueError, match=f"{tol} must be finite"):
+        claims.claim("x.tol", "s", measured=1.0, expected=1.0, source="s", **{tol: bad})
+
+
+@pytest.mark.parametrize("tol", ["atol", "rtol"])
+def test_claim_refuses_bad_tolerances(tol):
+    with pytest.raises(ValueError, match="neither may be negative"):
+        claims.claim("x", "s", measured=1.0, expected=1.0, source="s", **{tol: -0.1})
+    with pytest.raises(TypeError, match=f"{tol} must be a real number, not a bool"):
+        claims.claim("x", "s", measured=1.0, expected=1.0, source="s", **{tol: True})
+    with pytest.raises(TypeError, match=f"{tol} must be a real number"):
+        claims.claim("x", "s", measured=1.0, expected=1.0, source="s", **{tol: "0.1"})
+    with pytest.raises(ValueError, match="apply only with expected="):   # would be silently ignored
+        claims.claim("x", "s", measured=1.0, upper=2.0, source="s", **{tol: 0.1})
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (True, TypeError, "not a bool"),
+    (np.bool_(False), TypeError, "not a bool"),
+    (torch.tensor(True), TypeError, "dtype torch.bool"),
+    (np.array([True]), TypeError, "dtype bool"),
+    ("0.001", TypeError, "got str '0.001'"),
+    (None, TypeError, "got NoneType None"),
+    ([0.5], TypeError, "got list"),
+    (1 + 0j, TypeError, "complex number"),
+    (np.complex128(1.0), TypeError, "complex number"),
+    (torch.tensor(1.0 + 2.0j), TypeError, "dtype torch.complex64"),
+    (torch.ones(3), ValueError, r"single number; got a tensor of shape \(3,\)"),
+    (torch.ones(0), ValueError, r"single number; got a tensor of shape \(0,\)"),
+    (np.ones((2, 2)), ValueError, r"single number; got an array of shape \(2, 2\)"),
+    (torch.empty((), device="meta"), ValueError, "meta"),
+], ids=lambda v: type(v).__name__ if not isinstance(v, str) or " " in v else repr(v))
+def test_claim_refuses_a_measured_value_that_is_not_a_real_number(bad, error, message):
+    n_before = len(claims.records())
+    with pytest.raises(error, match=f"measured must .*{message}"):
+        claims.claim("x.measured", "s", measured=bad, upper=1.0, source="s")
+    if bad is not None:   # upper=None means "no upper bound given"
+        with pytest.raises(error, match=f"upper must .*{message}"):
+            claims.claim("x.bound", "s", measured=0.5, upper=bad, source="s")
+    assert len(claims.records()) == n_before
+
+
+@pytest.mark.parametrize("form", [{"upper": 1.0}, {"lower": -1.0}, {"expected": 0.0, "atol": 1e9}],
+                         ids=["upper", "lower", "expected"])
+@pytest.mark.parametrize("value", [float("nan"), torch.tensor(float("nan")), np.float32("nan"), float("inf"),
+                                   -float("inf")], ids=repr)
+def test_a_non_finite_measurement_fails_every_form(tmp_path, monkeypatch, form, value):
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    claims.start_chapter("chnan")
+    with pytest.raises(claims.ClaimError, match=r"FAIL.*\n  the measured value is (nan|inf|-inf)"):
+        claims.claim("chnan.a", "a NaN never holds", measured=value, source="s", quiet=True, **form)
+    rec = claims.records()[-1]
+    assert rec.id == "chnan.a" and not rec.passed   # recorded as a failure, for the ledger
+    row = json.loads((tmp_path / "chnan.jsonl").read_text().splitlines()[-1])
+    assert row["passed"] is False
+
+
+def test_real_number_kinds_are_accepted():
+    for value in (1, 0.5, np.float32(0.5), np.int64(1), np.array(0.5), np.array([0.5]), torch.tensor([0.5]),
+                  torch.tensor(1, dtype=torch.int64), torch.tensor(0.5, dtype=torch.float16)):
+        assert claims.claim("x.ok", "s", measured=value, upper=1.0, source="s", quiet=True).passed
+    from fractions import Fraction
+    assert claims.claim("x.ok", "s", measured=Fraction(1, 3), expected=1 / 3, atol=1e-12, source="s",
+                        quiet=True).passed

@@ -70,9 +70,9 @@ def test_chapters_and_statements_are_found(book):
 def test_sources_read_as_linked_titles(book):
     st = L.find_statements(book)
     assert (L.readable_source("course derivation (Proposition ch02-prop-ols)", st)
-            == "course derivation ({prf:ref}`ch02-prop-ols`: *OLS is exact* (chapter 2))")
+            == "course derivation ({prf:ref}`ch02-prop-ols`: *OLS is exact*, chapter 2)")
     out = L.readable_source("Lemma ch10-lem-small and ch99-unknown-label", st)
-    assert out == "{prf:ref}`ch10-lem-small`: *A small lemma* (chapter 10) and ch99-unknown-label"
+    assert out == "{prf:ref}`ch10-lem-small`: *A small lemma*, chapter 10 and ch99-unknown-label"
     assert L.readable_source("Sander et al. (2024)", st) == "Sander et al. (2024)"
 
 
@@ -99,7 +99,7 @@ def test_page_has_counts_status_first_and_justifications(book):
     assert "* - status\n  - claim and source\n  - check\n  - why this tolerance\n" in md
     assert "* - **FAIL**\n  - statement of ch10.a" in md
     assert "Monte-Carlo: 5 standard errors" in md and "*(no justification recorded)*" in md
-    assert "{prf:ref}`ch02-prop-ols`: *OLS is exact* (chapter 2)" in md
+    assert "{prf:ref}`ch02-prop-ols`: *OLS is exact*, chapter 2" in md
     assert ":widths: 8 44 20 28" in md and ":width: 100%" in md
 
 

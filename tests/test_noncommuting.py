@@ -296,3 +296,24 @@ def test_minibatches_per_model_and_per_position_mse():
     pred = torch.zeros(2, 5, 4, 3)
     target = torch.ones(5, 4, 3)
     assert torch.equal(nc.per_position_mse(pred, target), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("paper", [True, False])
+def test_linear_prefix_gram_path_equals_score_matrix_form(paper):
+    """The O(T D^2) prefix-Gram forward of all-linear models equals the T x T score form, biases and LayerNorm included."""
+    d, M = 3, 4
+    m = nc.AugmentedAttention(M, d, paper=paper, seed=1)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g, dtype=p.dtype))   # biases and LN away from 0 and 1
+    X, _ = nc.split_inputs_targets(nc.haar_sequences(5, d, 8, seed=2, start="random").states, True)
+    e = m._tokens(X)
+    v = nc._bmm(m.W_V, e, getattr(m, "b_V", None))
+    o = torch.einsum("mbts,mbsi->mbti", m.scores(e), v)
+    if paper:
+        h = e + nc._layernorm(nc._bmm(m.W_O, o, m.b_O), m.ln_w, m.ln_b)
+        o = nc._bmm(m.W_F, h, m.b_F)
+    with torch.no_grad():
+        assert (m(X) - o[..., :d]).abs().max() < 1e-12                 # shared tokens: the prefix-Gram route
+        assert (m(X.expand(M, *X.shape)) - o[..., :d]).abs().max() < 1e-12   # per-model tokens: the score route

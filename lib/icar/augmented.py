@@ -44,6 +44,7 @@ from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
 from .theory import Moments, gd_error
 from .train import per_model_sum_mse
+from .tokens import augment as _augment
 from .validate import require_floating, require_ndim, require_positive_int, require_shape
 
 SLOTS = ("answer", "s_t", "s_{t-1}")
@@ -57,8 +58,7 @@ def augment(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_floating(states, "states")
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
-    return torch.cat([torch.zeros_like(states), states, prev], dim=-1)
+    return _augment(states)
 
 
 def prefix_gram(tokens: torch.Tensor) -> torch.Tensor:
@@ -202,12 +202,17 @@ class AugmentedLinearAttention(BatchedModel):
         e = tokens if tokens.dim() == 4 else tokens.unsqueeze(0)  # (G, B, T, D)
         if not bool((e[..., :d] == 0).all()):
             return self.layer_output(tokens)[..., :d]
-        live = e[..., d:]
-        F = prefix_gram(live)  # (G, B, T, 2d, 2d)
-        q = torch.einsum("gkij,gbtj->gkbti", self._grouped(self.W_KQ[:, d:, d:], tokens), live)
-        h = torch.einsum("gbtij,gkbtj->gkbti", F, q)
-        ans = torch.einsum("gkij,gkbtj->gkbti", self._grouped(self.W_V[:, :d, d:], tokens), h)
-        return ans.flatten(0, 1)
+        live = e[..., d:]                                                    # (G, B, T, 2d)
+        Gn, B, T, L = live.shape
+        K = self.n_models // Gn                                              # models per group
+        # q = Q_k e_t for the K models of a group in one product, then h_t = F_t q_t with the models as columns
+        N = B * T
+        Q = self._grouped(self.W_KQ[:, d:, d:], tokens)                    # (G, K, L, L)
+        q = (live.reshape(Gn, N, L) @ Q.permute(0, 3, 2, 1).reshape(Gn, L, L * K)).view(Gn, N, L, K)
+        h = prefix_gram(live).reshape(Gn, N, L, L) @ q                     # (G, N, L, K)
+        h = h.view(Gn, N, L, K).permute(0, 3, 1, 2).reshape(self.n_models, N, L)
+        ans = h @ self.W_V[:, :d, d:].mT                                      # (M, N, d)
+        return ans.view(self.n_models, B, T, d)
 
     def predict(self, states: torch.Tensor) -> torch.Tensor:
         r"""Predictions of :math:`s_{t+1}` for :math:`t = 1..T` from states ``(B, T, d)`` or ``(M, B, T, d)``:
@@ -392,51 +397,6 @@ def per_position_errors(model: AugmentedLinearAttention, states: torch.Tensor) -
     return err.mean(1).cpu(), (err.std(1) / math.sqrt(err.shape[1])).cpu()
 
 
-def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, title: str = ""):
-    r"""Heat-maps of :math:`|W_V|` (answer rows) and :math:`|W_{KQ}|` of model ``index``, next to the one-step
-    structure with the same :math:`|a|, |b|`. Dead entries (that never touch the prediction) are left blank.
-    Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    d = model.d
-    st = read_structure(model)
-    WV = model.W_V.detach()[index].abs().cpu().numpy().copy()[:d]
-    WKQ = model.W_KQ.detach()[index].abs().cpu().numpy().copy()
-    mv, mkq = live_mask(d)
-    WV[~mv[:d].numpy()] = float("nan")
-    WKQ[~mkq.numpy()] = float("nan")
-    pV, pKQ = gd_construction(d, 1.0)
-    pV = (pV[:d] * st.b[index]).numpy()
-    pKQ = (pKQ * st.a[index]).numpy()
-    pV[~mv[:d].numpy()] = float("nan")
-    pKQ[~mkq.numpy()] = float("nan")
-    if axes is None:
-        fig, grid = plt.subplots(2, 2, figsize=(8.5, 6.2), gridspec_kw={"height_ratios": [1, 3]}, layout="constrained")
-        axes = [grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]]
-    fig = axes[0].figure
-    vmax = float(max(st.a[index], st.b[index])) * 1.05
-    panels = [(WV, "learned $|W_V|$ (answer rows)"), (pV, "predicted $|W_V|$"),
-              (WKQ, "learned $|W_{KQ}|$"), (pKQ, "predicted $|W_{KQ}|$")]
-    labels = ["0", "$s_t$", "$s_{t-1}$"]
-    for ax, (X, name) in zip(axes, panels):
-        im = ax.imshow(X, cmap="viridis", vmin=0, vmax=vmax, aspect="equal")
-        ax.grid(False)
-        ax.set_title(name, fontsize=10)
-        ax.set_xticks([d * k + (d - 1) / 2 for k in range(3)], labels)
-        rows = X.shape[0] // d
-        ax.set_yticks([d * k + (d - 1) / 2 for k in range(rows)], labels[:rows] if rows == 3 else ["answer"])
-        for k in range(1, 3):
-            ax.axvline(k * d - 0.5, color="w", lw=0.8)
-            if rows == 3:
-                ax.axhline(k * d - 0.5, color="w", lw=0.8)
-        ax.set_xlabel("query slot" if "KQ" in name else "input slot (value)")
-        ax.set_ylabel("key slot" if "KQ" in name else "")
-    fig.colorbar(im, ax=list(axes), shrink=0.6, label="|entry| (dimensionless)")
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
 # ----------------------------------------------------------------------------------------------- theory
 def _sums(n_max: int) -> tuple[int, int]:
     require_positive_int(n_max, "n_max")
@@ -562,7 +522,7 @@ def held_out_loss(model: AugmentedLinearAttention, states: torch.Tensor) -> tupl
     return per_seq.mean(1).cpu(), (per_seq.std(1) / math.sqrt(per_seq.shape[1])).cpu()
 
 
-# ----------------------------------------------------------------------------------------------- figures
+# ----------------------------------------------------------------------------------------------- moments of the laws
 def moments_of(law: str, d: int) -> Moments:
     """Moments of the eigen-coordinates of :math:`s_1` for the laws the chapter uses: ``"phases"`` (unit norm,
     :math:`|x_k|^2 = 1/d`) or ``"gaussian"`` (circular Gaussian with :math:`E\\|s_1\\|^2 = 1`)."""
@@ -574,32 +534,3 @@ def moments_of(law: str, d: int) -> Moments:
     if law == "gaussian":
         return gaussian_moments(1.0 / d)
     raise ValueError(f"law must be 'phases' or 'gaussian'; got {law!r}")
-
-
-def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None):
-    r"""Closed-form next-token error against the number of pairs ``n``: one step with the shared step
-    :math:`\eta^\star`, its two parts (shrinkage, Gram noise), one step with the best step for each ``n``, and
-    the line :math:`n = d` from which least squares is exact. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    m = moments_of(law, d)
-    eta = shared_step(n_max, d, m)
-    n = list(range(1, n_max + 1))
-    steps = per_prefix_steps(n_max + 1, d, m)[1:]  # eta_n for n = 1..n_max
-    shrink, noise = error_split(eta, torch.tensor(n), d, m)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    best = sum(error_split(steps, torch.tensor(n), d, m))  # e_n(eta_n), elementwise in n
-    ax.plot(n, shrink + noise, "k-", lw=2, label=f"one step, shared $\\eta^\\star$ = {eta:.3g}")
-    ax.plot(n, shrink, "C0--", label="  shrinkage part")
-    ax.plot(n, noise, "C1--", label="  Gram-noise part")
-    ax.plot(n, best, "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
-    ax.axvline(d, color="C3", ls="-.", label=f"$n = d$: least squares is exact from here on")
-    top = float((shrink + noise).max())
-    ax.set_yscale("log")
-    ax.set_ylim(1e-4 * top, 2 * top)  # the shrinkage part touches 0 where eta* n |x|^2 = 1
-    ax.set_xlabel("number of pairs $n$ in the prompt")
-    ax.set_ylabel(r"$E\|\hat s_{n+2} - s_{n+2}\|^2$ (units of $\|s_1\|^2$)")
-    ax.set_title(f"error budget of one gradient step: d = {d}, law '{law}'")
-    ax.legend(fontsize=8)
-    return ax.figure

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ class Claim:
     justification: str | None
     passed: bool
 
+    def _ipython_display_(self) -> None:
+        """A claim left as a cell's last value shows nothing: :func:`claim` has already printed its line."""
+
     def line(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
         exp = "" if self.expected is None else f" expected {self.expected:.6g}"
@@ -54,21 +58,39 @@ _RECORDS: list[Claim] = []
 _CHAPTER: dict[str, str | None] = {"name": None}
 
 
-def _as_float(x: Any, name: str) -> float:
+def _as_float(x: Any, name: str, *, finite: bool = False) -> float:
+    """``x`` as a Python float: a real number, or a one-element real tensor/array; ``finite`` also refuses NaN/inf.
+
+    Refused with ``TypeError``: ``bool`` (``True <= 1`` would hold), ``str`` (``float("1e-3")`` would parse), ``None``,
+    complex numbers and tensors/arrays of bool or complex dtype. Refused with ``ValueError``: tensors/arrays with
+    more than one element, ``meta`` tensors (no value), and, with ``finite``, NaN and infinities.
+    """
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:
             raise ValueError(f"{name} must be a single number; got a tensor of shape {tuple(x.shape)} (reduce it first)")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must be a real number; got a tensor of dtype {x.dtype}")
+        if x.device.type == "meta":
+            raise ValueError(f"{name} must hold a value; got a tensor on the 'meta' device (it has no data)")
         x = x.detach().cpu().item()
     elif isinstance(x, np.ndarray):
         if x.size != 1:
             raise ValueError(f"{name} must be a single number; got an array of shape {x.shape} (reduce it first)")
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a real number; got an array of dtype {x.dtype}")
         x = x.item()
-    if isinstance(x, complex):
-        raise TypeError(f"{name} must be real; got {x!r}")
-    try:
-        return float(x)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a number; got {type(x).__name__}") from err
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, not a bool; got {x!r} (claim the number the bool was made from)")
+    if isinstance(x, (complex, np.complexfloating)):
+        raise TypeError(f"{name} must be real; got the complex number {x!r} (take .abs() or .real first)")
+    if not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a real number (int, float or a one-element real tensor/array); "
+                        f"got {type(x).__name__} {x!r}")
+    value = float(x)
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value} (a claim against a NaN or infinite {name} cannot "
+                         "hold or cannot fail, so it checks nothing)")
+    return value
 
 
 def claims_dir() -> Path:
@@ -100,7 +122,11 @@ def claim(id: str, statement: str, *, measured: Any, source: str, expected: Any 
 
     ``source`` says where the statement comes from (a paper and section, or "course derivation following ...");
     ``formula`` gives the expected value's formula as text; ``justification`` says why the tolerance is what it is.
-    Raises :class:`ClaimError` when the claim fails (after recording it).
+    Raises :class:`ClaimError` when the claim fails (after recording it); a NaN or infinite ``measured`` always
+    fails. A claim that could not fail is refused before anything is recorded: ``TypeError`` when ``measured``,
+    a bound or a tolerance is not a real number (``bool``, ``str``, ``None``, complex, a bool/complex tensor),
+    ``ValueError`` for a NaN or infinite bound or tolerance, a tensor of more than one element, or ``atol``/``rtol``
+    given with ``upper=``/``lower=``.
     """
     if not id or not statement or not source:
         raise ValueError("claim needs a non-empty id, statement and source")
@@ -108,22 +134,28 @@ def claim(id: str, statement: str, *, measured: Any, source: str, expected: Any 
     forms = [expected is not None, upper is not None, lower is not None]
     if sum(forms) != 1:
         raise ValueError("claim takes exactly one of expected= (with atol/rtol), upper= or lower=")
+    a, r = _as_float(atol, "atol", finite=True), _as_float(rtol, "rtol", finite=True)
     exp_value: float | None = None
     if expected is not None:
-        exp_value = _as_float(expected, "expected")
-        if atol < 0 or rtol < 0 or (atol == 0 and rtol == 0):
-            raise ValueError("claim with expected= needs a positive atol or rtol (an exact float match is not a tolerance)")
-        bound = atol + rtol * abs(exp_value)
+        exp_value = _as_float(expected, "expected", finite=True)
+        if a < 0 or r < 0 or (a == 0 and r == 0):
+            raise ValueError("claim with expected= needs a positive atol or rtol (an exact float match is not a "
+                             f"tolerance) and neither may be negative; got atol={a}, rtol={r}")
+        bound = a + r * abs(exp_value)
         passed = math.isfinite(m) and abs(m - exp_value) <= bound
         relation, tol = "close", f"|measured - expected| <= {bound:.3g}"
-    elif upper is not None:
-        u = _as_float(upper, "upper")
-        passed = math.isfinite(m) and m <= u
-        relation, tol = "<=", f"<= {u:.3g}"
     else:
-        lo = _as_float(lower, "lower")
-        passed = math.isfinite(m) and m >= lo
-        relation, tol = ">=", f">= {lo:.3g}"
+        if a != 0 or r != 0:
+            raise ValueError(f"atol/rtol apply only with expected=; got atol={a}, rtol={r} with "
+                             f"{'upper' if upper is not None else 'lower'}= (put the margin into the bound itself)")
+        if upper is not None:
+            u = _as_float(upper, "upper", finite=True)
+            passed = math.isfinite(m) and m <= u
+            relation, tol = "<=", f"<= {u:.3g}"
+        else:
+            lo = _as_float(lower, "lower", finite=True)
+            passed = math.isfinite(m) and m >= lo
+            relation, tol = ">=", f">= {lo:.3g}"
     rec = Claim(id, statement, source, m, exp_value, formula, relation, tol, justification, bool(passed))
     _RECORDS.append(rec)
     if _CHAPTER["name"] is not None:
@@ -134,7 +166,8 @@ def claim(id: str, statement: str, *, measured: Any, source: str, expected: Any 
     if not quiet:
         print(rec.line())
     if not passed:
-        raise ClaimError(rec.line() + (f"\n  tolerance rationale: {justification}" if justification else ""))
+        why = "" if math.isfinite(m) else f"\n  the measured value is {m}: a claim never holds for a value that is not finite"
+        raise ClaimError(rec.line() + why + (f"\n  tolerance rationale: {justification}" if justification else ""))
     return rec
 
 

@@ -34,6 +34,7 @@ from .data import initial_states, rollout, unitary_diagonal
 from .estimators import gd_estimates, predictions
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
+from .tokens import augment
 from .validate import require_ndim, require_positive_int, require_shape, require_tensor
 
 Seed = int | torch.Generator
@@ -85,8 +86,7 @@ def _check_params(K: torch.Tensor, P: torch.Tensor) -> int:
 def tokens(states: torch.Tensor) -> torch.Tensor:
     r"""Tokens :math:`e_t = (x_t; x_{t-1})`, :math:`x_0 = 0`: ``(n, T, d)`` -> ``(n, T, 2d)``."""
     require_ndim(states, "states", (3,), "(n, T, d)")
-    prev = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
-    return torch.cat([states, prev], dim=-1)
+    return augment(states, answer_slot=False)
 
 
 def sample(law: str, n: int, d: int, T: int, *, seed: Seed, scale: float = 1.0,
@@ -382,6 +382,15 @@ def loss_and_grad(K: torch.Tensor, P: torch.Tensor, data: Prepared) -> tuple[tor
     return loss, dK, dP
 
 
+def _gram_apply(R: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r""":math:`R_t q_t` for every model, sequence and position: ``R`` ``(n, d, d, T)``, ``q`` ``(M, n, d, T)`` ->
+    ``(M, n, d, T)``, as ``d`` fused multiply-adds into one buffer (no temporary per term)."""
+    out = R[None, :, :, 0] * q[:, :, 0, None]
+    for k in range(1, R.shape[2]):
+        out.addcmul_(R[None, :, :, k], q[:, :, k, None])
+    return out
+
+
 def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam: torch.Tensor, R: torch.Tensor,
                          w: torch.Tensor, norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # layouts: X (n, d, T), lam (n, d), R (n, d, d, T); per-model tensors (M, n, d, T); per-sequence matrices
@@ -397,7 +406,7 @@ def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam:
     ke = torch.einsum("na,mnaj->mnj", x1.conj(), KF1)  # e_1^* K F : (M, n, d)
     pe = torch.einsum("mra,na->mnr", P[:, :, :d], x1)  # P e_1 : (M, n, d)
     q = torch.matmul(Kt, X)  # (M, n, d, T)
-    u = sum(R[None, :, :, k] * q[:, :, k, None] for k in range(d))
+    u = _gram_apply(R, q)  # R_t q_t
     c = torch.matmul(ke[:, :, None, :], X)  # (M, n, 1, T)
     y = (torch.matmul(Pt, u) + pe[..., None] * c) * norm
     target = torch.cat([X[..., 1:], torch.zeros_like(X[..., :1])], dim=-1)  # x_{t+1} at index t-1
@@ -409,7 +418,7 @@ def _chunk_loss_and_grad(K: torch.Tensor, P: torch.Tensor, X: torch.Tensor, lam:
     dP = torch.cat([dPt.sum(1) + torch.einsum("mnr,na->mra", dpe, x1.conj()), (dPt * lam[None, :, None, :]).sum(1)], dim=-1)
     du = torch.matmul(Pt.mH, rho)  # Pt^* rho_t
     dc = torch.matmul(pe.conj()[:, :, None, :], rho)  # (M, n, 1, T)
-    dq = sum(R[None, :, :, k] * du[:, :, k, None] for k in range(d))  # R_t is Hermitian
+    dq = _gram_apply(R, du)  # R_t du_t (R_t is Hermitian)
     Xh = X.mH  # (n, T, d)
     dKt = torch.matmul(dq, Xh)  # sum_t dq_t x_t^* : (M, n, d, d)
     dke = torch.matmul(dc, Xh)[:, :, 0]  # (M, n, d)
@@ -781,146 +790,3 @@ def uniform_moments(scale: float = 1.0) -> InitMoments:
     """Moments of :func:`uniform_init_states`."""
     s2 = scale**2
     return InitMoments(s2 / 3, s2**2 / 5, s2**3 / 7, s2 / 3 * s2**2 / 5)
-
-
-# ----------------------------------------------------------------------------------------------- figures
-def _block_lines(ax, d: int, rows: int) -> None:
-    ax.axvline(d - 0.5, color="k", lw=0.8)
-    if rows == 2 * d:
-        ax.axhline(d - 0.5, color="k", lw=0.8)
-
-
-def plot_gradient_maps(grads: dict[str, tuple[torch.Tensor, torch.Tensor]], *, floor: float = 1e-16):
-    r"""Heat-maps of :math:`\log_{10}|\nabla L|` for :math:`W^{KQ}` (top) and :math:`W^{PV}` (bottom), one column per
-    law; ``grads[name] = (dK (2d, 2d), dP (d, 2d))``. Thin lines separate the token slots (current | previous)."""
-    import matplotlib.pyplot as plt
-
-    names = list(grads)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 5.4), squeeze=False,
-                             gridspec_kw={"height_ratios": [2, 1]})
-    for j, name in enumerate(names):
-        dK, dP = grads[name]
-        d = dP.shape[-2]
-        for i, (G, label) in enumerate([(dK, r"$\nabla W^{KQ}$"), (dP, r"$\nabla W^{PV}$")]):
-            ax = axes[i, j]
-            im = ax.imshow(torch.log10(G.abs().clamp(min=floor)).numpy(), vmin=-16, vmax=1, cmap="magma")
-            _block_lines(ax, d, G.shape[0])
-            ax.set_title(f"{name}: {label}", fontsize=9)
-            ax.set_xlabel("column (token slot: current | previous)", fontsize=7)
-            ax.set_ylabel("row", fontsize=7)
-            ax.tick_params(labelsize=6)
-    fig.colorbar(im, ax=axes, shrink=0.7, label=r"$\log_{10}$ |gradient entry|")
-    return fig
-
-
-def plot_training(exps: dict[str, "Experiment"], p_pop: dict[str, float], p_inf: dict[str, float]):
-    r"""For each experiment: :math:`ab` along full-batch GD (solid) and along the two-scalar recursion (dots), with
-    the training set's optimum :math:`\hat N/\hat M`, the population :math:`p^*(T)` and the :math:`T\to\infty` value;
-    bottom row: :math:`a^2 - b^2` along the runs."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(exps), figsize=(5.2 * len(exps), 6.4), squeeze=False)
-    for j, (name, ex) in enumerate(exps.items()):
-        ab = ex.run.ab.numpy()
-        a_r, b_r = ex.reduced()
-        steps = ex.run.at.numpy()
-        ax = axes[0, j]
-        for m in range(ab.shape[1]):
-            lab = f"$(a_0, b_0) = ({ex.a0[m]:.1f}, {ex.b0[m]:.1f})$"
-            line, = ax.plot(steps, ab[:, m], lw=2, label=lab + " full GD")
-            ax.plot(steps[::4], (a_r * b_r)[ex.run.at][::4, m].numpy(), "o", ms=3, color=line.get_color(),
-                    label="two-scalar recursion" if m == 0 else None)
-        ax.axhline(ex.p_hat, color="k", ls="--", lw=1, label=r"$\hat N/\hat M$ (this training set)")
-        ax.axhline(p_pop[name], color="gray", ls=":", lw=1.5, label=r"population $p^*(T)$")
-        ax.axhline(p_inf[name], color="tab:red", ls="-.", lw=1, label=r"$T\to\infty$: $\kappa_1/\kappa_2$")
-        ax.set_yscale("log")
-        ax.set_xlabel("GD step")
-        ax.set_ylabel(r"$ab$ (effective in-context step)")
-        ax.set_title(name)
-        ax.legend(fontsize=7)
-        a, b = diagonals(ex.run.K, ex.run.P)
-        ax = axes[1, j]
-        for m in range(ab.shape[1]):
-            ax.plot(steps, ((a**2 - b**2).mean(-1))[:, m].numpy(), lw=2,
-                    label=rf"$a_0^2 - b_0^2 = {float(ex.a0[m]**2 - ex.b0[m]**2):.2f}$")
-        ax.set_xlabel("GD step")
-        ax.set_ylabel(r"$a^2 - b^2$ (mean over the diagonal)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_errors(t: torch.Tensor, curves: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]):
-    r"""Squared next-token error against the position t: Monte-Carlo mean (band: :math:`\pm 2` s.e.), the exact
-    formula (dashed) and the :math:`t \to \infty` limit :math:`d(m_2 - \kappa_1^2/\kappa_2)` (dotted);
-    ``curves[name] = (mean, se, formula, limit)``."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    tt = t.numpy()
-    for name, (mean, se, formula, limit) in curves.items():
-        line, = ax.plot(tt, mean.numpy(), lw=2, label=f"{name}: measured")
-        ax.fill_between(tt, (mean - 2 * se).numpy(), (mean + 2 * se).numpy(), color=line.get_color(), alpha=0.2)
-        ax.plot(tt, formula.numpy(), "--", color="k", lw=0.8)
-        ax.axhline(max(limit, 1e-17), color=line.get_color(), ls=":", lw=1)
-    ax.plot([], [], "--", color="k", lw=0.8, label="exact formula")
-    ax.plot([], [], ":", color="gray", label=r"limit $d(m_2 - \kappa_1^2/\kappa_2)$")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("position t (number of observed transitions + 1)")
-    ax.set_ylabel(r"$E\|\hat y_t - x_{t+1}\|^2$")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_beyond(K: torch.Tensor, P: torch.Tensor, ab_full: torch.Tensor, ab_masked: torch.Tensor, p_masked: float):
-    """Trained all-ones model: real parts of :math:`W^{KQ}` and :math:`W^{PV}` (one model), and :math:`ab` along the
-    unmasked (full) and masked runs."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
-    d = P.shape[-2]
-    vmax = max(K.real.abs().max().item(), P.real.abs().max().item())
-    for ax, G, name in [(axes[0], K, r"$\mathrm{Re}\,W^{KQ}$"), (axes[1], P, r"$\mathrm{Re}\,W^{PV}$")]:
-        im = ax.imshow(G.real.numpy(), cmap="RdBu_r", vmin=-0.1, vmax=0.1)
-        _block_lines(ax, d, G.shape[0])
-        ax.set_title(name + " (colour clipped at ±0.1)")
-        ax.set_xlabel("column")
-        ax.set_ylabel("row")
-    fig.colorbar(im, ax=axes[:2], shrink=0.8, label="entry value")
-    ax = axes[2]
-    ax.plot(ab_full.numpy(), lw=2, label="all entries trained: mean diagonal $ab$")
-    ax.plot(ab_masked.numpy(), lw=2, ls="--", label="off-diagonal gradients masked")
-    ax.axhline(p_masked, color="k", ls=":", label=r"masked optimum $\hat N/\hat M$")
-    ax.set_xlabel("GD step")
-    ax.set_ylabel(r"$ab$")
-    ax.legend(fontsize=8)
-    del vmax
-    return fig
-
-
-def explore(T: int = 100, d: int = 5, law: str = "gaussian", a0: float = 0.1, b0: float = 0.1, scale: float = 1.0):
-    r"""Explorer: :math:`p^*(T)` against T for the chosen law (left) and the gradient-flow trajectory of :math:`ab` in
-    the two-scalar family with the population coefficients (right; time in units of :math:`d/N`)."""
-    import matplotlib.pyplot as plt
-
-    m = init_moments(law, d, scale)
-    Ts = torch.arange(3, max(T, 4) * 2 + 1)
-    ps = torch.tensor([p_star(m, d, int(t)) for t in Ts])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    axes[0].plot(Ts.numpy(), ps.numpy(), lw=2, label=rf"$p^*(T)$, {law}, d={d}")
-    axes[0].axhline(m.kappa1 / m.kappa2, color="k", ls="--", label=r"$\kappa_1/\kappa_2$ ($T\to\infty$)")
-    axes[0].axvline(T, color="gray", ls=":", label=f"T = {T}")
-    axes[0].set_xlabel("sequence length T")
-    axes[0].set_ylabel(r"limit step $p^* = \lim ab$")
-    axes[0].legend(fontsize=8)
-    M, N, _ = population_coefficients(m, d, T)
-    tau = torch.linspace(0, 12, 200) * d / N
-    a, b = reduced_flow(a0, b0, M, N, d, times=tau, substeps=4)
-    axes[1].plot((tau * N / d).numpy(), (a * b)[:, 0].numpy(), lw=2, label=f"$(a_0, b_0) = ({a0:.2f}, {b0:.2f})$")
-    axes[1].axhline(N / M, color="k", ls="--", label=r"$p^*(T)$")
-    axes[1].set_xlabel(r"gradient-flow time $\tau N/d$")
-    axes[1].set_ylabel(r"$ab$")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig

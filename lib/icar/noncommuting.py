@@ -32,6 +32,7 @@ from torch import nn
 from .data import ARBatch, initial_states, matrix_powers, rollout, sample_contexts
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
+from .tokens import augment as _augment
 from .validate import (
     require_floating,
     require_ndim,
@@ -80,8 +81,7 @@ def augment(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (2, 3, 4), "(..., T, d)")
     require_floating(states, "states")
-    prev = torch.cat([torch.zeros_like(states[..., :1, :]), states[..., :-1, :]], dim=-2)
-    return torch.cat([torch.zeros_like(states), states, prev], dim=-1)
+    return _augment(states)
 
 
 def split_inputs_targets(states: torch.Tensor, augmented: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,10 +107,10 @@ def _bmm(W: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None = None) -> tor
 
 
 def _layernorm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    mu = x.mean(-1, keepdim=True)
-    var = x.var(-1, unbiased=False, keepdim=True)
+    r"""LayerNorm over the last axis with per-model weight and bias ``(M, D)``: :math:`(x - \mu)/\sqrt{\sigma^2 +
+    \epsilon}\, w + b` (biased variance, as ``torch.nn.LayerNorm``), ``x`` ``(M, ..., D)``."""
     shape = (w.shape[0], *([1] * (x.dim() - 2)), w.shape[1])
-    return (x - mu) / torch.sqrt(var + eps) * w.view(shape) + b.view(shape)
+    return torch.addcmul(b.view(shape), torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
 
 
 ATTENTIONS = ("linear", "softmax")
@@ -179,6 +179,8 @@ class AugmentedAttention(BatchedModel):
         return e
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() == 3 and not bool(self._softmax.any()):
+            return self._forward_shared_linear(tokens)
         e = self._tokens(tokens)
         alpha = self.scores(e)
         v = _bmm(self.W_V, e, getattr(self, "b_V", None))
@@ -187,7 +189,39 @@ class AugmentedAttention(BatchedModel):
             return o[..., : self.d]
         o = _bmm(self.W_O, o, self.b_O)
         h = e + _layernorm(o, self.ln_w, self.ln_b)
-        return _bmm(self.W_F, h, self.b_F)[..., : self.d]
+        return _bmm(self.W_F[:, : self.d], h, self.b_F[:, : self.d])
+
+    def _affine(self, W: torch.Tensor, b: str) -> torch.Tensor:
+        """``[W, b]`` ``(M, D, D+1)``: the affine map :math:`e \mapsto We + b` acting on :math:`\tilde e = (e, 1)`."""
+        bias = getattr(self, b, None)
+        return torch.cat([W, torch.zeros_like(W[..., :1]) if bias is None else bias[..., None]], dim=-1)
+
+    def _forward_shared_linear(self, tokens: torch.Tensor) -> torch.Tensor:
+        r"""The same output as the score-matrix form, for tokens ``(B, T, D)`` shared by all-linear models.
+
+        With :math:`\tilde e = (e, 1)`, :math:`\tilde Q = [W_Q, b_Q]` (likewise :math:`\tilde K, \tilde V`),
+        :math:`G = \tilde K^\top \tilde Q/\sqrt D` and the prefix Gram matrix
+        :math:`F_t = \sum_{j\le t}\tilde e_j \tilde e_j^\top` (a cumulative sum over time, the same for every
+        model), associativity gives :math:`\sum_{j\le t} a_{tj} v_j = \tilde V F_t G\, \tilde e_t`: no ``T x T``
+        scores, no copy of the tokens per model, and the products over models are large matrix products. (With
+        one input per model ``F`` would be per model too, and the score form is cheaper: ``forward`` uses it.)
+        """
+        e = tokens
+        self._tokens(e)
+        M, D, d = self.n_models, self.D, self.d
+        B, T = e.shape[0], e.shape[1]
+        N = B * T
+        et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1).reshape(N, D + 1)
+        F = torch.cumsum((et[:, :, None] * et[:, None, :]).view(B, T, D + 1, D + 1), dim=1).view(N, D + 1, D + 1)
+        G = self._affine(self.W_K, "b_K").mT @ self._affine(self.W_Q, "b_Q") / math.sqrt(D)     # (M, D+1, D+1)
+        Ge = (et @ G.permute(2, 1, 0).reshape(D + 1, (D + 1) * M)).view(N, D + 1, M)    # [n, i, m] = (G_m e~_n)_i
+        w = (F @ Ge).permute(2, 0, 1).reshape(M, N, D + 1)                               # F_t G_m e~_t, (M, N, D+1)
+        V = self._affine(self.W_V, "b_V")
+        if not self.paper:
+            return (w @ V[:, :d].mT).view(M, B, T, d)
+        o = torch.baddbmm(self.b_O[:, None, :], w, (self.W_O @ V).mT)                     # W_O (V~ F G e~) + b_O
+        h = e.reshape(1, N, D) + _layernorm(o, self.ln_w, self.ln_b)
+        return torch.baddbmm(self.b_F[:, None, :d], h, self.W_F[:, :d].mT).view(M, B, T, d)
 
     @torch.no_grad()
     def key_query(self) -> torch.Tensor:
@@ -567,7 +601,7 @@ def check_orthogonal_contexts(W: torch.Tensor) -> torch.Tensor:
     """Validate a batch of real orthogonal contexts ``(n, d, d)`` (used by the chapter's helpers)."""
     require_ndim(W, "W", (3,), "(n, d, d)")
     require_real(W, "W")
-    return require_orthogonal(W.to(torch.float64), "W")
+    return require_orthogonal(W, "W")  # at the tolerance of W's own dtype (see "dtype policy")
 
 
 # =============================================================================================== training helpers

@@ -74,17 +74,47 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+SCALES = ("quick", "full", "paper")
+_UNSET = object()
+
+
+def scale() -> str:
+    """The size every chapter runs at: ``"quick"``, ``"full"`` (the default) or ``"paper"`` (the papers' own sizes).
+
+    ``ICAR_SCALE=quick|full|paper`` sets it; when ``ICAR_SCALE`` is unset or empty, ``ICAR_QUICK=1`` means quick
+    (the test command sets it) and anything else full. ``ICAR_SCALE``, when set, wins over ``ICAR_QUICK``.
+    """
+    value = os.environ.get("ICAR_SCALE", "").strip().lower()
+    if value:
+        if value not in SCALES:
+            raise ValueError(f"ICAR_SCALE must be one of {', '.join(SCALES)}; got {value!r}")
+        return value
+    quick = os.environ.get("ICAR_QUICK", "0").strip().lower()
+    if quick not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"ICAR_QUICK must be 0 or 1; got {quick!r}")
+    return "quick" if quick in ("1", "true", "yes") else "full"
+
+
 def quick_mode() -> bool:
-    """True when ``ICAR_QUICK=1``: chapters shrink their sizes (the test command sets it)."""
-    value = os.environ.get("ICAR_QUICK", "0").strip().lower()
-    if value not in ("", "0", "1", "false", "true", "no", "yes"):
-        raise ValueError(f"ICAR_QUICK must be 0 or 1; got {value!r}")
-    return value in ("1", "true", "yes")
+    """True in quick mode (``ICAR_QUICK=1`` or ``ICAR_SCALE=quick``): chapters shrink their sizes."""
+    return scale() == "quick"
 
 
-def pick(quick: T, full: T) -> T:
-    """``quick`` in quick mode, ``full`` otherwise: ``n_steps = pick(200, 3000)``."""
-    return quick if quick_mode() else full
+def paper_mode() -> bool:
+    """True when ``ICAR_SCALE=paper``: chapters run their experiments at the papers' sizes."""
+    return scale() == "paper"
+
+
+def pick(quick: T, full: T, paper: T = _UNSET) -> T:  # type: ignore[assignment]
+    """The value for the current :func:`scale`: ``n_steps = pick(quick=200, full=3000, paper=10_000)``.
+
+    ``paper`` defaults to ``full`` (an experiment whose full size already is the paper's)."""
+    mode = scale()
+    if mode == "quick":
+        return quick
+    if mode == "paper" and paper is not _UNSET:
+        return paper
+    return full
 
 
 def progress_enabled() -> bool:
@@ -106,15 +136,33 @@ def setup(seed: int = 0, device: DeviceLike = "auto") -> torch.device:
     * ``N`` (a positive integer): ``N`` threads, on every device;
     * ``auto``: leave torch's own default (one thread per core, or what ``OMP_NUM_THREADS`` says).
     """
+    make_generator(seed)  # the same check as every other seed: an int (or a generator), not None or a bool
     torch.manual_seed(seed)
     dev = resolve_device(device)
     apply_threads(dev)
     return dev
 
 
+def _require_device(device: object) -> torch.device:
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device (from icar.resolve_device); got {device!r}")
+    return device
+
+
 def float64_device(device: torch.device) -> torch.device:
     """The device to use for float64/complex128 work: ``device`` itself, or the CPU on MPS (which has neither)."""
+    _require_device(device)
     return torch.device("cpu") if device.type == "mps" else device
+
+
+def training_dtype(device: torch.device, *, exact: bool = False, is_complex: bool = False) -> torch.dtype:
+    """The dtype to train in on ``device``: float32 (complex64) on CUDA and MPS, where float64 runs 32-64 times
+    slower on consumer GPUs (and not at all on MPS); float64 (complex128) on the CPU, and wherever ``exact=True``
+    because a claim checks an exact identity to ~1e-12."""
+    wide = exact or torch.device(device).type == "cpu"
+    if is_complex:
+        return torch.complex128 if wide else torch.complex64
+    return torch.float64 if wide else torch.float32
 
 
 THREADS_ENV = "ICAR_THREADS"
@@ -144,6 +192,7 @@ def apply_threads(device: torch.device) -> int:
     The default (one thread) applies on the CPU only; an explicit ``ICAR_THREADS=N`` applies on every device;
     ``ICAR_THREADS=auto`` changes nothing.
     """
+    _require_device(device)
     before = torch.get_num_threads()
     wanted = cpu_threads()
     explicit = os.environ.get(THREADS_ENV, "").strip() != ""

@@ -114,12 +114,12 @@ def find_statements(book: Path) -> dict[str, Statement]:
 
 def readable_source(source: str, statements: dict[str, Statement]) -> str:
     """The source with each known label (``Proposition ch01-prop-ols``) replaced by a link that reads
-    ``Proposition 1.3: *Title* (chapter 1)``; unknown labels are left as they are."""
+    ``Proposition 1.3: *Title*, chapter 1``; unknown labels are left as they are."""
     def link(m: re.Match) -> str:
         s = statements.get(m.group(1))
         if s is None:
             return m.group(0)
-        where = f" (chapter {s.chapter})" if s.chapter else ""
+        where = f", chapter {s.chapter}" if s.chapter else ""
         title = f": *{s.title}*" if s.title else ""
         return f"{{prf:ref}}`{s.label}`{title}{where}"
     return LABEL.sub(link, source)

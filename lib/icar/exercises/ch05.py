@@ -10,18 +10,21 @@ from typing import Callable
 
 import torch
 
-from . import assert_close, passed
+from . import Exercise, assert_close, matches, passed
 from .. import noncommuting as nc
 
 
-def check_pe_gram(fn: Callable[[float, int], torch.Tensor]) -> None:
+def check_pe_gram(fn: Callable[[float, int], torch.Tensor], seed: int = 0) -> None:
     r"""``fn(mu, t)`` must return the ``(t, t)`` float64 matrix :math:`G_{jk} = \mathrm{sinc}(4\pi(j-k)/\mu)`.
 
     Compared with :func:`icar.noncommuting.pe_gram` for several ``mu`` and ``t``; the error message points at the usual
     slips (a NaN diagonal from 0/0, :math:`2\pi` instead of :math:`4\pi`, a complex result).
     """
-    for mu, t in ((1.0, 4), (7.0, 5), (50.0, 6), (300.0, 3)):
-        want = nc.pe_gram(torch.tensor([mu]), t)[0]
+    cases = ((1.0, 4), (7.0, 5), (50.0, 6), (300.0, 3))
+    if seed:
+        cases = tuple((mu * (1 + 0.31 * seed), t + seed % 3) for mu, t in cases)
+    for mu, t in cases:
+        want = nc.pe_gram(torch.tensor([mu], dtype=torch.float64), t)[0]
         got = fn(mu, t)
         if isinstance(got, torch.Tensor):
             if got.is_complex():
@@ -30,27 +33,37 @@ def check_pe_gram(fn: Callable[[float, int], torch.Tensor]) -> None:
             if torch.isnan(got).any():
                 raise AssertionError(f"pe_gram(mu={mu}, t={t}) contains NaN: sin(x)/x at x = 0 must be replaced by its "
                                      "limit 1 on the diagonal")
-            if tuple(got.shape) == (t, t) and mu == 7.0:
-                wrong = torch.sinc(2 * (torch.arange(t)[:, None] - torch.arange(t)[None, :]).double() / mu)
-                if torch.allclose(got.double(), wrong, atol=1e-8):
-                    raise AssertionError("your entries are sinc(2 pi (j-k)/mu): the features are lambda^(2(j-k)), "
-                                         "with a factor 2 from s_j^2, so the argument is 4 pi (j-k)/mu")
+            diff = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).double()
+            if mu > 2.0 and matches(got, torch.sinc(2 * diff / mu), atol=1e-8):
+                raise AssertionError("your entries are sinc(2 pi (j-k)/mu): the features are lambda^(2(j-k)), "
+                                     "with a factor 2 from s_j^2, so the argument is 4 pi (j-k)/mu")
+            if matches(got, torch.sinc(4 * torch.pi * diff / mu), atol=1e-8):
+                raise AssertionError("torch.sinc(x) is the NORMALISED sinc sin(pi x)/(pi x): pass 4 (j-k)/mu to it, "
+                                     "or write sin(x)/x with x = 4 pi (j-k)/mu")
+            if matches(got, torch.cos(4 * torch.pi * diff / mu), atol=1e-8):
+                raise AssertionError("cos(4 pi (j-k)/mu) is the Gram matrix of ONE frequency; averaging over the "
+                                     "uniform frequency gives sin(x)/x")
         assert_close(got, want, f"pe_gram(mu={mu}, t={t})", atol=1e-10, rtol=1e-8,
                      hint="G_jk = sin(x)/x with x = 4 pi (j-k)/mu, and 1 on the diagonal")
     passed("check_pe_gram")
 
 
-def check_gd_features(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+def check_gd_features(fn: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
     r"""``fn(states)`` with ``states`` ``(n, T, d)`` must return ``(n, T-1, d)``: row ``t-1`` is
     :math:`f_t = (\sum_{j=2}^{t} s_j s_{j-1}^\top) s_t`, :math:`t = 1..T-1` (so :math:`f_1 = 0`)."""
-    g = torch.Generator().manual_seed(5)
-    states = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5 + seed)
+    states = torch.randn(3, 7 + seed % 3, 4, generator=g, dtype=torch.float64)
     want = nc.gd_features(states)
-    got = fn(states)
+    got = fn(states.clone())
+    if matches(got, -want):
+        raise AssertionError("the sign is flipped: f_t = +(sum_j s_j s_{j-1}^T) s_t (minus the gradient at W = 0)")
+    late = torch.cat([torch.zeros_like(want[:, :1]), want[:, :-1]], 1)
+    if matches(got, late) and not matches(got, want):
+        raise AssertionError("your features are one step late: f_t must use every pair up to (s_t, s_{t-1})")
     if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(want.shape):
         later = states.clone()
         later[:, -1] += 1.0  # change only s_T, which no feature f_1..f_{T-1} may use
-        if (fn(later) - got).abs().amax().item() > 1e-12:
+        if (fn(later).double() - got.double()).abs().amax().item() > 1e-12:
             raise AssertionError("your features change when only the last state s_T changes: f_t may use s_1..s_t only "
                                  "(the pair (s_{t+1}, s_t) holds the answer the model must predict)")
         if got[:, 0].abs().amax().item() > 1e-12:
@@ -67,4 +80,9 @@ def check_gd_features(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     passed("check_gd_features")
 
 
-__all__ = ["check_pe_gram", "check_gd_features"]
+__all__ = ["check_pe_gram", "check_gd_features", "EXERCISES"]
+
+EXERCISES = (
+    Exercise("ch05-pe-gram-test", "pe_gram", check_pe_gram, 4),
+    Exercise("ch05-gd-features-test", "gd_features", check_gd_features, 6),
+)

@@ -53,3 +53,15 @@ def heatmap(ax: plt.Axes, M: torch.Tensor | np.ndarray, title: str, *, cmap: str
     ax.grid(False)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return im
+
+
+def numbers(x, spec: str = ".3g", sep: str = ", ") -> str:
+    """Numbers as text for a printed line: ``numbers(torch.tensor([0.012345, 3.0]))`` -> ``"0.0123, 3"``; the rows
+    of a 2-D input are grouped, ``"(1, 2), (3, 4)"``.
+
+    ``x`` is a tensor, an array, a (nested) list or a number; ``spec`` a format specification (``".3g"``, ``".0f"``)."""
+    values = to_numpy(x).tolist() if isinstance(x, (torch.Tensor, np.ndarray)) else x
+    if not isinstance(values, (list, tuple)):
+        return format(float(values), spec)
+    return sep.join(f"({numbers(v, spec, sep)})" if isinstance(v, (list, tuple)) else format(float(v), spec)
+                    for v in values)

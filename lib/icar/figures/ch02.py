@@ -1,0 +1,81 @@
+"""Figures of chapter 2: the learned weights against one gradient step, and the error budget.
+Math and training live in :mod:`icar.augmented`; this module only draws."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from ..augmented import (AugmentedLinearAttention, error_split, gd_construction, live_mask, moments_of,
+                         per_prefix_steps, read_structure, shared_step)
+
+
+def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, title: str = ""):
+    r"""Heat-maps of :math:`|W_V|` (answer rows) and :math:`|W_{KQ}|` of model ``index``, next to the one-step
+    structure with the same :math:`|a|, |b|`. Dead entries (that never touch the prediction) are left blank.
+    Returns the figure."""
+    d = model.d
+    st = read_structure(model)
+    WV = model.W_V.detach()[index].abs().cpu().numpy().copy()[:d]
+    WKQ = model.W_KQ.detach()[index].abs().cpu().numpy().copy()
+    mv, mkq = live_mask(d)
+    WV[~mv[:d].numpy()] = float("nan")
+    WKQ[~mkq.numpy()] = float("nan")
+    pV, pKQ = gd_construction(d, 1.0)
+    pV = (pV[:d] * st.b[index]).numpy()
+    pKQ = (pKQ * st.a[index]).numpy()
+    pV[~mv[:d].numpy()] = float("nan")
+    pKQ[~mkq.numpy()] = float("nan")
+    if axes is None:
+        fig, grid = plt.subplots(2, 2, figsize=(8.5, 6.2), gridspec_kw={"height_ratios": [1, 3]}, layout="constrained")
+        axes = [grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]]
+    fig = axes[0].figure
+    vmax = float(max(st.a[index], st.b[index])) * 1.05
+    panels = [(WV, "learned $|W_V|$ (answer rows)"), (pV, "predicted $|W_V|$"),
+              (WKQ, "learned $|W_{KQ}|$"), (pKQ, "predicted $|W_{KQ}|$")]
+    labels = ["0", "$s_t$", "$s_{t-1}$"]
+    for ax, (X, name) in zip(axes, panels):
+        im = ax.imshow(X, cmap="viridis", vmin=0, vmax=vmax, aspect="equal")
+        ax.grid(False)
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([d * k + (d - 1) / 2 for k in range(3)], labels)
+        rows = X.shape[0] // d
+        ax.set_yticks([d * k + (d - 1) / 2 for k in range(rows)], labels[:rows] if rows == 3 else ["answer"])
+        for k in range(1, 3):
+            ax.axvline(k * d - 0.5, color="w", lw=0.8)
+            if rows == 3:
+                ax.axhline(k * d - 0.5, color="w", lw=0.8)
+        ax.set_xlabel("query slot" if "KQ" in name else "input slot (value)")
+        ax.set_ylabel("key slot" if "KQ" in name else "")
+    fig.colorbar(im, ax=list(axes), shrink=0.6, label="|entry| (dimensionless)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+
+
+def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None):
+    r"""Closed-form next-token error against the number of pairs ``n``: one step with the shared step
+    :math:`\eta^\star`, its two parts (shrinkage, Gram noise), one step with the best step for each ``n``, and
+    the line :math:`n = d` from which least squares is exact. Returns the figure."""
+    m = moments_of(law, d)
+    eta = shared_step(n_max, d, m)
+    n = list(range(1, n_max + 1))
+    steps = per_prefix_steps(n_max + 1, d, m)[1:]  # eta_n for n = 1..n_max
+    shrink, noise = error_split(eta, torch.tensor(n), d, m)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    best = sum(error_split(steps, torch.tensor(n), d, m))  # e_n(eta_n), elementwise in n
+    ax.plot(n, shrink + noise, "k-", lw=2, label=f"one step, shared $\\eta^\\star$ = {eta:.3g}")
+    ax.plot(n, shrink, "C0--", label="  shrinkage part")
+    ax.plot(n, noise, "C1--", label="  Gram-noise part")
+    ax.plot(n, best, "C2:", lw=2, label="one step, best $\\eta_n$ for each $n$")
+    ax.axvline(d, color="C3", ls="-.", label=f"$n = d$: least squares is exact from here on")
+    top = float((shrink + noise).max())
+    ax.set_yscale("log")
+    ax.set_ylim(1e-4 * top, 2 * top)  # the shrinkage part touches 0 where eta* n |x|^2 = 1
+    ax.set_xlabel("number of pairs $n$ in the prompt")
+    ax.set_ylabel(r"$E\|\hat s_{n+2} - s_{n+2}\|^2$ (units of $\|s_1\|^2$)")
+    ax.set_title(f"error budget of one gradient step: d = {d}, law '{law}'")
+    ax.legend(fontsize=8)
+    return ax.figure
