@@ -601,7 +601,7 @@ def check_orthogonal_contexts(W: torch.Tensor) -> torch.Tensor:
     """Validate a batch of real orthogonal contexts ``(n, d, d)`` (used by the chapter's helpers)."""
     require_ndim(W, "W", (3,), "(n, d, d)")
     require_real(W, "W")
-    return require_orthogonal(W.to(torch.float64), "W")
+    return require_orthogonal(W, "W")  # at the tolerance of W's own dtype (see "dtype policy")
 
 
 # =============================================================================================== training helpers
