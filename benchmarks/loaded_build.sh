@@ -7,8 +7,9 @@
 #   LOADED_DRY_RUN=1 benchmarks/loaded_build.sh  # clone, then print the commands without running them
 #
 # It reuses the current Python environment (jupyter-book, torch, ...) but imports the clone's library
-# (PYTHONPATH=<clone>/lib), and it runs as a new reader would: OMP_NUM_THREADS, MKL_NUM_THREADS, ICAR_THREADS and
-# ICAR_QUICK are unset, so the thread count is icar.setup()'s default. Only committed work is cloned.
+# (PYTHONPATH=<clone>/lib), and it runs as a new reader would: OMP_NUM_THREADS, MKL_NUM_THREADS, ICAR_THREADS,
+# ICAR_QUICK and ICAR_SCALE are unset, so the thread count is icar.setup()'s default and the book builds in full
+# mode. Only committed work is cloned.
 #
 # Settings (environment):
 #   LOADED_BUILDS=3  LOADED_TESTS=3        how many book builds and test runs
@@ -47,7 +48,7 @@ trap 'exit 130' INT TERM
 commit="$(git -C "$repo" rev-parse --verify "$ref^{commit}")" || { echo "loaded_build: unknown ref '$ref'" >&2; exit 2; }
 git clone -q "$repo" "$clone" && git -C "$clone" checkout -q --detach "$commit" || { echo "loaded_build: clone failed" >&2; exit 2; }
 cd "$clone" || exit 2
-unset OMP_NUM_THREADS MKL_NUM_THREADS ICAR_THREADS ICAR_QUICK ICAR_CLAIMS_DIR
+unset OMP_NUM_THREADS MKL_NUM_THREADS ICAR_THREADS ICAR_QUICK ICAR_SCALE ICAR_CLAIMS_DIR
 export PYTHONPATH="$clone/lib"
 where="$(python -c 'import icar; print(icar.__file__)' 2>&1)"
 echo "== clone of $commit at $clone; icar from $where; $(nproc) cores"

@@ -6,8 +6,9 @@ r"""Student versions of the course notebooks, made with nbgrader's own machinery
   instructor versions ``book/assignments/chNN/`` with the course's ``nbgrader_config.py`` (solutions replaced by
   ``raise NotImplementedError()`` stubs, hidden tests removed, cells locked and checksummed);
 * ``book/student/NN_*.ipynb``: the chapters with the solutions of their markdown exercises removed by nbgrader's
-  ``ClearSolutions`` preprocessor. A chapter's solution is a MyST block fenced with four colons,
-  ``::::{solution} label`` ... ``::::``; the exercise statements and everything else stay.
+  ``ClearSolutions`` preprocessor: each MyST block ``:::{solution} label`` ... ``:::`` is framed by the markers
+  :data:`SOLUTION_BEGIN` / :data:`SOLUTION_END` and ClearSolutions replaces the framed region by a stub; the
+  exercise statements and everything else stay.
 
 The student files are committed, so that a student on Colab can open them from the repository;
 ``tests/test_classroom.py`` checks that they are in sync with their sources and that no solution survives in them.
@@ -15,17 +16,20 @@ The student files are committed, so that a student on Colab can open them from t
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import nbformat
 
-#: how a chapter's markdown solution starts and ends (a four-colon MyST fence, so that nothing else matches)
-SOLUTION_BEGIN = "::::{solution}"
-SOLUTION_END = "::::"
+#: the region markers that nbgrader's ClearSolutions removes in a chapter's markdown: each MyST ``{solution}`` block
+#: (its opening fence line ``:::{solution} label`` to its closing fence, any number of colons) is first framed by them
+SOLUTION_BEGIN = "<!-- icar: begin of a solution -->"
+SOLUTION_END = "<!-- icar: end of a solution -->"
 SOLUTION_STUB = ("*(The solution is not in the student copy. Work it out, then compare with the solution in the "
                  "book.)*")
+_FENCE = re.compile(r"^(?P<colons>:{3,})\{solution\}[^\n]*\n(?:.*\n)*?(?P=colons)[ \t]*$", re.M)
 CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
 
 
@@ -77,11 +81,20 @@ def student_chapter(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     from nbgrader.preprocessors import ClearSolutions
 
     nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = frame_solutions(cell.source)
     clear = ClearSolutions(begin_solution_delimeter=SOLUTION_BEGIN, end_solution_delimeter=SOLUTION_END,
                            text_stub=SOLUTION_STUB, enforce_metadata=False)
     nb, _ = clear.preprocess(nb, {})
     nb, _ = ClearOutputPreprocessor().preprocess(nb, {})
     return nb
+
+
+def frame_solutions(markdown: str) -> str:
+    """Frame every MyST ``{solution}`` block of a markdown cell by :data:`SOLUTION_BEGIN` / :data:`SOLUTION_END`
+    (the block's own fence lines included), so that nbgrader's ClearSolutions can remove it."""
+    return _FENCE.sub(lambda m: f"{SOLUTION_BEGIN}\n{m.group(0)}\n{SOLUTION_END}", markdown)
 
 
 def make_student_chapters(root: Path, out: Path | None = None) -> list[Path]:

@@ -23,11 +23,16 @@ import torch
 
 from .runtime import DeviceLike, make_generator, resolve_device
 from .validate import (
+    require_callable,
+    require_dtype,
     require_even,
+    require_finite,
     require_floating,
     require_ndim,
     require_orthogonal,
+    require_positive,
     require_positive_int,
+    require_real,
     require_same_kind,
     require_shape,
     require_square,
@@ -60,14 +65,16 @@ def rotation(theta: torch.Tensor) -> torch.Tensor:
 
     ``theta``: any shape ``S`` (real). Returns ``S + (2, 2)``.
     """
-    require_floating(theta, "theta")
+    require_real(theta, "theta")
+    require_finite(theta, "theta")
     c, s = torch.cos(theta), torch.sin(theta)
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
 def block_rotation(theta: torch.Tensor) -> torch.Tensor:
     r""":math:`\mathrm{blockdiag}(R(\theta_1), \dots, R(\theta_m))`. ``theta``: ``(..., m)`` -> ``(..., 2m, 2m)``."""
-    require_floating(theta, "theta")
+    require_real(theta, "theta")
+    require_finite(theta, "theta")
     m = theta.shape[-1]
     eye = torch.eye(m, dtype=theta.dtype, device=theta.device)
     out = torch.einsum("...mab,mn->...manb", rotation(theta), eye)  # block (m, n) is delta_mn R(theta_m)
@@ -80,6 +87,7 @@ def haar_orthogonal(n: int, d: int, *, seed: Seed, dtype: torch.dtype = torch.fl
     :math:`\mathrm{diag}(R)` moved into :math:`Q` (Mezzadri's correction, without which the law is not Haar)."""
     require_positive_int(n, "n")
     require_positive_int(d, "d")
+    require_dtype(dtype)
     g = make_generator(seed)
     Z = torch.randn(n, d, d, generator=g, dtype=torch.float64)
     Q, R = torch.linalg.qr(Z)
@@ -96,6 +104,7 @@ def commuting_orthogonal(n: int, d: int, *, seed: Seed, basis: torch.Tensor | No
     """
     require_positive_int(n, "n")
     require_even(d, "d")
+    require_dtype(dtype)
     g = make_generator(seed)
     if basis is None:
         basis = haar_orthogonal(1, d, seed=g)[0]
@@ -103,7 +112,7 @@ def commuting_orthogonal(n: int, d: int, *, seed: Seed, basis: torch.Tensor | No
         require_shape(basis, "basis", (d, d), "(d, d)")
         if basis.is_complex():
             raise TypeError(f"basis must be a real orthogonal matrix; got dtype {basis.dtype}")
-        require_orthogonal(basis.to(torch.float64), "basis")
+        require_orthogonal(basis, "basis")  # at the tolerance of basis's own dtype
         basis = basis.to(dtype=torch.float64, device="cpu")
     theta = 2 * math.pi * torch.rand(n, d // 2, generator=g, dtype=torch.float64)
     W = basis @ block_rotation(theta) @ basis.T
@@ -116,6 +125,7 @@ def unitary_diagonal(n: int, d: int, *, seed: Seed, dtype: torch.dtype = torch.c
     :math:`\theta_k \sim U[0, 2\pi)` i.i.d. Returns complex ``(n, d, d)``."""
     require_positive_int(n, "n")
     require_positive_int(d, "d")
+    require_dtype(dtype)
     if not dtype.is_complex:
         raise TypeError(f"unitary_diagonal returns complex matrices: dtype must be complex64/complex128; got {dtype}")
     g = make_generator(seed)
@@ -150,6 +160,8 @@ def initial_states(law: str, n: int, d: int, *, seed: Seed, scale: float = 1.0, 
     """
     require_positive_int(n, "n")
     require_positive_int(d, "d")
+    require_positive(scale, "scale")
+    require_dtype(dtype)
     g = make_generator(seed)
     cplx = dtype.is_complex
     real = _real_of(dtype) if cplx else torch.float64
@@ -191,6 +203,8 @@ def matrix_powers(W: torch.Tensor, T: int) -> torch.Tensor:
     :math:`\lceil\log_2 T\rceil` batched matrix products instead of a loop over time.
     """
     require_square(W, "W")
+    require_floating(W, "W")
+    require_finite(W, "W")
     require_positive_int(T, "T")
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device).expand(W.shape)
     P = eye.unsqueeze(-3)  # (..., 1, d, d)
@@ -207,6 +221,8 @@ def rollout(W: torch.Tensor, s1: torch.Tensor, T: int) -> torch.Tensor:
     require_square(W, "W")
     n, d, _ = W.shape
     require_shape(s1, "s1", (n, d), "(n, d)")
+    require_floating(s1, "s1")
+    require_finite(s1, "s1")
     require_same_kind(W, s1, "W", "s1")
     return torch.einsum("ntij,nj->nti", matrix_powers(W, T), s1)
 
@@ -217,7 +233,10 @@ def rollout_map(f: Callable[[torch.Tensor], torch.Tensor], s1: torch.Tensor, T: 
     A non-linear recursion is sequential by nature, so this is the one roll-out with a loop over time; ``f`` itself
     acts on the whole batch at once. Returns ``(n, T, d)``.
     """
+    require_callable(f, "f")
     require_ndim(s1, "s1", (2,), "(n, d)")
+    require_floating(s1, "s1")
+    require_finite(s1, "s1")
     require_positive_int(T, "T")
     out = [s1]
     for _ in range(T - 1):
@@ -241,16 +260,22 @@ def sample_ar(law: str | torch.Tensor, n: int, d: int, T: int, *, seed: Seed, in
     require_positive_int(n, "n")
     require_positive_int(d, "d")
     require_positive_int(T, "T")
+    require_positive(scale, "scale")
+    require_dtype(dtype)
+    if not isinstance(law, (str, torch.Tensor)):
+        raise TypeError(f"law must be one of {CONTEXT_LAWS} or a tensor W; got {type(law).__name__}")
     g = make_generator(seed)
     dev = resolve_device(device)
     if isinstance(law, torch.Tensor):
         W = law
         require_square(W, "W")
+        require_floating(W, "W")
+        require_finite(W, "W")
         if W.dim() == 2:
             W = W.unsqueeze(0).expand(n, -1, -1)
         require_shape(W, "W", (n, d, d), "(n, d, d) or (d, d)")
         if orthogonal:
-            require_orthogonal(W.to(torch.complex128 if W.is_complex() else torch.float64), "W")
+            require_orthogonal(W, "W")  # at the tolerance of W's own dtype (see "dtype policy")
         dtype = _complex_of(dtype) if W.is_complex() else dtype
         W = W.to(dtype=dtype, device=dev)
     else:

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import torch
 
-from .validate import require_ndim, require_shape, require_square, require_floating
+from .validate import (
+    require_finite,
+    require_floating,
+    require_ndim,
+    require_positive,
+    require_real,
+    require_shape,
+    require_square,
+)
 
 
 def _check_states(states: torch.Tensor) -> torch.Tensor:
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_floating(states, "states")
+    require_finite(states, "states")
     if states.shape[1] < 2:
         raise ValueError(f"states must hold at least 2 time steps (T >= 2); got shape {tuple(states.shape)}")
     return states
@@ -63,7 +72,13 @@ def gd_estimates(states: torch.Tensor, eta: float | torch.Tensor) -> torch.Tenso
     C = cross_moments(states)
     if isinstance(eta, torch.Tensor):
         require_shape(eta, "eta", (states.shape[1],), "(T,)")
+        require_real(eta, "eta")
+        require_finite(eta, "eta")
+        if bool((eta < 0).any()):
+            raise ValueError(f"eta (per-prefix step sizes) must be >= 0; got {eta.tolist()}")
         eta = eta.to(dtype=C.real.dtype, device=C.device)[:, None, None]
+    else:
+        eta = require_positive(eta, "eta")
     return eta * C
 
 
@@ -72,6 +87,8 @@ def predictions(estimates: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     index ``t-1`` predicts :math:`s_{t+1}`."""
     _check_states(states)
     require_shape(estimates, "estimates", (*states.shape, states.shape[-1]), "(n, T, d, d)")
+    require_floating(estimates, "estimates")
+    require_finite(estimates, "estimates")
     return torch.einsum("ntij,ntj->nti", estimates, states)
 
 
@@ -86,4 +103,7 @@ def estimation_errors(estimates: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     require_square(W, "W")
     require_ndim(estimates, "estimates", (4,), "(n, T, d, d)")
     require_shape(W, "W", (estimates.shape[0], estimates.shape[-1], estimates.shape[-1]), "(n, d, d)")
+    for x, name in ((estimates, "estimates"), (W, "W")):
+        require_floating(x, name)
+        require_finite(x, name)
     return torch.linalg.matrix_norm(estimates - W[:, None])

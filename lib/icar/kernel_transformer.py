@@ -29,7 +29,15 @@ from torch import nn
 
 from .models import BatchedModel
 from .runtime import make_generator
-from .validate import require_positive_int
+from .validate import (
+    require_dtype,
+    require_finite,
+    require_min_length,
+    require_nonnegative,
+    require_positive,
+    require_positive_int,
+    require_real,
+)
 
 ATTENTIONS = ("linear", "exp", "softmax")
 
@@ -54,6 +62,16 @@ class KernelDescentTransformer(BatchedModel):
         self.d = require_positive_int(d, "d")
         self.max_len = require_positive_int(max_len, "max_len")
         self.n_layers = require_positive_int(n_layers, "n_layers")
+        require_dtype(dtype, complex_ok=False)
+        require_positive(beta, "beta (inverse temperature)")
+        require_positive(copy_scale, "copy_scale")
+        require_nonnegative(mask_bias, "mask_bias")
+        require_nonnegative(init_scale, "init_scale")
+        if isinstance(eta, torch.Tensor):
+            require_real(eta, "eta")
+            require_finite(eta, "eta")
+        else:
+            require_positive(eta, "eta (step size)")
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}")
         if init not in ("construct", "random"):
@@ -143,17 +161,22 @@ class KernelDescentTransformer(BatchedModel):
         return (a @ v).sum(1)
 
     def first_layer(self, states: torch.Tensor) -> torch.Tensor:
-        r""":math:`\mathcal T_0`: augmented tokens ``(M, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head)."""
+        r""":math:`\mathcal T_0`: augmented tokens ``(G, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head),
+        for states ``(G, B, T, d)`` with ``G = M`` or ``G = 1`` (the fixed layer is the same for every model)."""
         e = self.embed(states)
-        return e + self._attend(e, self.Wq0[:, None], self.Wk0[:, None], self.Wv0[:, None], "softmax")
+        G = states.shape[0]
+        return e + self._attend(e, self.Wq0[:G, None], self.Wk0[:G, None], self.Wv0[:G, None], "softmax")
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         x = self.per_model(states, 3, "states")
+        require_real(x, "states")
         if x.shape[-1] != self.d:
             raise ValueError(f"states must have last dimension d={self.d}; got {tuple(x.shape)}")
         if x.shape[2] > self.max_len:
             raise ValueError(f"the prompt has T={x.shape[2]} tokens but the model was built for max_len={self.max_len}")
-        e = self.first_layer(x)
+        require_min_length(x, "states", 2, 2, "tokens (T >= 2: the first pair is (x_1, x_2))")
+        # shared prompts: the fixed first layer is computed once and seen by every model (a view, no copy)
+        e = self.first_layer(states[None]).expand(x.shape[0], -1, -1, -1) if states.dim() == 3 else self.first_layer(x)
         content, rest = e[..., : 4 * self.d], e[..., 4 * self.d: self.C]
         for _ in range(self.n_layers):
             content = content + self._attend(torch.cat([content, rest], -1), self.Wq, self.Wk, self.Wv, self.attention)

@@ -32,8 +32,13 @@ import torch
 from .data import haar_orthogonal, initial_states, matrix_powers, rollout_map
 from .runtime import DeviceLike, make_generator, resolve_device
 from .validate import (
+    require_dtype,
+    require_float64,
+    require_finite,
     require_ndim,
+    require_nonnegative,
     require_orthogonal,
+    require_positive,
     require_positive_int,
     require_real,
     require_shape,
@@ -55,15 +60,14 @@ def _check_kernel(kernel: str, allowed: tuple[str, ...] = KERNELS) -> str:
 
 
 def _check_beta(beta: float) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
-        raise ValueError(f"beta (inverse temperature) must be a positive number; got {beta!r}")
-    return float(beta)
+    return require_positive(beta, "beta (inverse temperature)")
 
 
 def check_states(states: torch.Tensor, name: str = "states") -> torch.Tensor:
     """``states`` must be a real floating tensor ``(B, T, d)`` with ``T >= 2``."""
     require_ndim(states, name, (3,), "(B, T, d)")
     require_real(states, name)
+    require_finite(states, name)
     if states.shape[1] < 2:
         raise ValueError(f"{name} must hold at least 2 tokens (T >= 2); got shape {tuple(states.shape)}")
     return states
@@ -71,6 +75,8 @@ def check_states(states: torch.Tensor, name: str = "states") -> torch.Tensor:
 
 def _eta_tensor(eta: float | torch.Tensor, B: int, ref: torch.Tensor) -> torch.Tensor:
     if isinstance(eta, torch.Tensor):
+        require_real(eta, "eta")
+        require_finite(eta, "eta")
         if eta.dim() == 0:
             eta = eta.reshape(1)
         if eta.dim() != 1 or eta.shape[0] not in (1, B):
@@ -79,7 +85,7 @@ def _eta_tensor(eta: float | torch.Tensor, B: int, ref: torch.Tensor) -> torch.T
     else:
         if isinstance(eta, bool) or not isinstance(eta, (int, float)):
             raise TypeError(f"eta must be a number or a tensor; got {type(eta).__name__}")
-        eta_t = torch.tensor([float(eta)], dtype=ref.dtype, device=ref.device)
+        eta_t = torch.tensor([require_positive(eta, "eta (step size)")], dtype=ref.dtype, device=ref.device)
     if not bool((eta_t > 0).all()):
         raise ValueError(f"eta (step size) must be positive; got {eta_t.tolist()}")
     return eta_t.view(-1, 1, 1)
@@ -92,6 +98,11 @@ def kernel_matrix(queries: torch.Tensor, keys: torch.Tensor, kernel: str = "line
     :math:`e^{\beta\langle q, \kappa\rangle}` (the softmax normalisation is applied by the callers)."""
     _check_kernel(kernel)
     beta = _check_beta(beta)
+    for x, name in ((queries, "queries"), (keys, "keys")):
+        require_real(x, name)
+        require_finite(x, name)
+        if x.dim() < 2:
+            raise ValueError(f"{name} must have shape (..., T, d); got {tuple(x.shape)}")
     if queries.shape[-1] != keys.shape[-1]:
         raise ValueError(f"queries and keys must have the same last dimension d; got {tuple(queries.shape)} and {tuple(keys.shape)}")
     dots = queries @ keys.transpose(-1, -2)
@@ -100,6 +111,9 @@ def kernel_matrix(queries: torch.Tensor, keys: torch.Tensor, kernel: str = "line
 
 def previous_tokens(states: torch.Tensor) -> torch.Tensor:
     r""":math:`x_{t-1}` for :math:`t = 1..T`, with :math:`x_0 = 0`: ``(B, T, d)`` -> ``(B, T, d)``."""
+    require_ndim(states, "states", (3,), "(B, T, d)")
+    require_real(states, "states")
+    require_finite(states, "states")
     return torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], dim=1)
 
 
@@ -177,8 +191,7 @@ def ckd_flow(states: torch.Tensor, tau: float, *, kernel: str = "linear", beta: 
     r"""Continuous-depth CKD (the Neural-ODE view): :math:`n` layers of step :math:`\tau/n` tend, as
     :math:`n \to \infty`, to the flow :math:`\dot R = -K^v R`, :math:`\dot u = K^u R`, i.e.
     :math:`u(\tau) = K^u (K^v)^{-1} (I - e^{-\tau K^v}) X` on the pairs. Returns ``(B, T, d)``."""
-    if not tau > 0:
-        raise ValueError(f"tau (integration time) must be positive; got {tau!r}")
+    require_positive(tau, "tau (integration time)")
     Ku, Kv = ckd_operators(states, kernel, beta, normalization)
     A = Kv[:, 1:, 1:]
     R0 = states[:, 1:]
@@ -243,6 +256,7 @@ def prediction_errors(u: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     r""":math:`\mathrm{err}_t = \|u_t - x_{t+1}\|_2` for :math:`t = 1..T-1`: ``(B, T-1)`` (index ``t-1``)."""
     check_states(states)
     require_shape(u, "u", tuple(states.shape), "(B, T, d)")
+    require_real(u, "u")  # u may hold a diverging estimate (inf): that is a result, not bad input
     return torch.linalg.vector_norm(u[:, :-1] - states[:, 1:], dim=-1)
 
 
@@ -254,9 +268,11 @@ def _check_W_x1(W: torch.Tensor, x1: torch.Tensor) -> None:
     B, d, _ = W.shape
     require_shape(x1, "x1", (B, d), "(B, d)")
     require_real(x1, "x1")
-    require_orthogonal(W.to(torch.float64), "W")
-    dev = (torch.linalg.vector_norm(x1.to(torch.float64), dim=-1) - 1).abs().amax().item()
-    if dev > 1e-8:
+    require_finite(x1, "x1")
+    require_orthogonal(W, "W")  # at the tolerance of W's own dtype (see "dtype policy")
+    dev = (torch.linalg.vector_norm(x1, dim=-1) - 1).abs().amax().item()
+    unit_atol = 1e-8 if x1.dtype == torch.float64 else 1e-5
+    if not dev <= unit_atol:
         raise ValueError(f"x1 must have unit norm (the linear instance lives on the sphere); got max | ||x1|| - 1 | = {dev:.2e}")
 
 
@@ -287,7 +303,10 @@ def sample_linear(n: int, d: int, T: int, *, seed: Seed, dtype: torch.dtype = to
                   device: DeviceLike = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""``n`` linear-instance prompts: Haar :math:`W \in O(d)`, :math:`x_1` uniform on the sphere, :math:`x_t = W^{t-1}x_1`.
     Returns ``(states (n, T, d), W (n, d, d), x1 (n, d))``."""
+    require_positive_int(n, "n")
+    require_positive_int(d, "d")
     require_positive_int(T, "T")
+    require_dtype(dtype, complex_ok=False)
     g = make_generator(seed)
     W = haar_orthogonal(n, d, seed=g)
     x1 = initial_states("sphere", n, d, seed=g)
@@ -301,8 +320,11 @@ def sample_periodic(n: int, d: int, p: int, T: int, *, seed: Seed, dtype: torch.
                     device: DeviceLike = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     r"""``n`` periodic prompts: ``p`` points :math:`z_1..z_p` uniform on the unit sphere of :math:`\mathbb R^d`,
     visited cyclically, :math:`x_t = z_{((t-1) \bmod p) + 1}`. Returns ``(states (n, T, d), Z (n, p, d))``."""
+    require_positive_int(n, "n")
+    require_positive_int(d, "d")
     require_positive_int(p, "p")
     require_positive_int(T, "T")
+    require_dtype(dtype, complex_ok=False)
     if p < 2:
         raise ValueError(f"the period p must be at least 2; got {p}")
     Z = initial_states("sphere", n * p, d, seed=seed).reshape(n, p, d)
@@ -316,6 +338,11 @@ def sample_nonlinear(n: int, d: int, T: int, *, eps: float = 1.0, seed: Seed, dt
     r"""``n`` prompts of a smooth non-linear map of the sphere,
     :math:`f(x) = (Wx + \varepsilon\tanh(Bx)) / \|Wx + \varepsilon\tanh(Bx)\|` with :math:`W` Haar and
     :math:`B_{ij} \sim N(0, 1/d)`, one :math:`(W, B)` per prompt. Returns ``(n, T, d)``."""
+    require_positive_int(n, "n")
+    require_positive_int(d, "d")
+    require_positive_int(T, "T")
+    require_nonnegative(eps, "eps")
+    require_dtype(dtype, complex_ok=False)
     g = make_generator(seed)
     W = haar_orthogonal(n, d, seed=g)
     Bm = torch.randn(n, d, d, generator=g, dtype=torch.float64) / d**0.5
@@ -333,6 +360,10 @@ def rkhs_norm2(centers: torch.Tensor, coefs: torch.Tensor, kernel: str = "linear
     r""":math:`\|g\|^2_{\mathcal H}` for :math:`g = \sum_j k(c_j, \cdot)\, a_j`:
     :math:`\sum_{j,l} k(c_j, c_l)\langle a_j, a_l\rangle`. ``centers`` ``(B, m, d)``, ``coefs`` ``(B, m, d')`` -> ``(B,)``."""
     _check_kernel(kernel, RKHS_KERNELS)
+    for x, name in ((centers, "centers"), (coefs, "coefs")):
+        require_ndim(x, name, (3,), "(B, m, d)")
+        require_real(x, name)
+        require_finite(x, name)
     if centers.shape[:2] != coefs.shape[:2]:
         raise ValueError(f"centers and coefs must agree on (B, m); got {tuple(centers.shape)} and {tuple(coefs.shape)}")
     K = kernel_matrix(centers, centers, kernel, beta)
@@ -344,6 +375,8 @@ def linear_map_as_kernel_expansion(W: torch.Tensor) -> tuple[torch.Tensor, torch
     vectors, coefficients the columns of :math:`W`. ``W`` ``(B, d, d)`` -> ``(centers, coefs)``, each ``(B, d, d)``."""
     require_ndim(W, "W", (3,), "(B, d, d)")
     require_square(W, "W")
+    require_real(W, "W")
+    require_finite(W, "W")
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device).expand(W.shape)
     return eye, W.transpose(-1, -2)
 
@@ -353,6 +386,8 @@ def min_norm_periodic_map(Z: torch.Tensor, kernel: str = "exp", beta: float = 1.
     coefficients :math:`A = G_Z^{-1} Y` on the centers :math:`z_i`. Needs a strictly positive-definite Gram matrix.
     ``Z`` ``(B, p, d)`` -> ``(centers, coefs)``."""
     require_ndim(Z, "Z", (3,), "(B, p, d)")
+    require_real(Z, "Z")
+    require_finite(Z, "Z")
     G = kernel_matrix(Z, Z, kernel, beta)
     Y = torch.roll(Z, shifts=-1, dims=1)
     return Z, torch.linalg.solve(G, Y)
@@ -370,12 +405,17 @@ def energy_balance(states: torch.Tensor, f_centers: torch.Tensor, f_coefs: torch
                    beta: float = 1.0) -> EnergyBalance:
     r"""Both sides of the energy identity of the Kaczmarz sweep for a target :math:`f = \sum_j k(c_j,\cdot)a_j`
     that generated ``states`` (:math:`x_{t+1} = f(x_t)`): the weighted squared errors, the squared RKHS distance
-    :math:`\|f - f^{(T)}\|^2` left after the last pair, and :math:`\|f\|^2`."""
+    :math:`\|f - f^{(T)}\|^2` left after the last pair, and :math:`\|f\|^2`. ``states`` must be float64 (the
+    identity is checked to double rounding; see "dtype policy" in CONTRIBUTING.md)."""
     check_states(states)
+    require_float64(states, "states", "the energy identity is checked to float64 rounding")
     B, _, d = states.shape
     require_ndim(f_centers, "f_centers", (3,), "(B, m, d)")
     require_shape(f_centers, "f_centers", (B, None, d), "(B, m, d)")
     require_shape(f_coefs, "f_coefs", (B, f_centers.shape[1], d), "(B, m, d)")
+    for x, name in ((f_centers, "f_centers"), (f_coefs, "f_coefs")):
+        require_real(x, name)
+        require_finite(x, name)
     res = kaczmarz(states, kernel=kernel, beta=beta)
     err = prediction_errors(res.u, states)
     diag = kernel_matrix(states[:, :-1, None, :], states[:, :-1, None, :], kernel, beta)[..., 0, 0]
@@ -386,8 +426,27 @@ def energy_balance(states: torch.Tensor, f_centers: torch.Tensor, f_coefs: torch
 
 
 # ----------------------------------------------------------------------------------------------- fits
+def _check_fit(t: torch.Tensor, err: torch.Tensor, *, log_t: bool) -> None:
+    """``t`` ``(n,)`` (or ``err``'s shape) holds at least two distinct positions (positive for a log-log fit), and
+    ``err`` holds positive finite errors: otherwise the slope is 0/0 or a log of 0."""
+    require_finite(t, "t")  # integer positions are fine
+    if t.is_complex():
+        raise TypeError(f"t must be real; got dtype {t.dtype}")
+    require_real(err, "err")
+    require_finite(err, "err")
+    if t.shape[-1] != err.shape[-1] or t.shape[-1] < 2:
+        raise ValueError(f"t and err must share a last dimension of at least 2 points; got {tuple(t.shape)} and {tuple(err.shape)}")
+    if bool((t.amax(-1) == t.amin(-1)).any()):
+        raise ValueError(f"t must hold at least two distinct positions (the slope would divide by 0); got {t.tolist()}")
+    if log_t and not bool((t > 0).all()):
+        raise ValueError(f"t must be positive for a log-log fit; got {t.tolist()}")
+    if not bool((err > 0).all()):
+        raise ValueError(f"err must be positive (its log is fitted); got min {err.min().item():.3g}")
+
+
 def loglog_slope(t: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
     r"""Least-squares slope of :math:`\log \mathrm{err}` against :math:`\log t` (last dimension): ``(..., n)`` -> ``(...)``."""
+    _check_fit(t, err, log_t=True)
     x = torch.log(t.to(err.dtype))
     y = torch.log(err)
     xc = x - x.mean(-1, keepdim=True)
@@ -396,6 +455,7 @@ def loglog_slope(t: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
 
 def log_slope(t: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
     r"""Least-squares slope of :math:`\log \mathrm{err}` against :math:`t` (a geometric rate gives :math:`\log\rho`)."""
+    _check_fit(t, err, log_t=False)
     x = t.to(err.dtype)
     y = torch.log(err)
     xc = x - x.mean(-1, keepdim=True)

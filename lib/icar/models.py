@@ -13,7 +13,15 @@ import torch
 from torch import nn
 
 from .runtime import make_generator
-from .validate import require_positive_int, require_tensor
+from .validate import (
+    require_dtype,
+    require_finite,
+    require_floating,
+    require_min_length,
+    require_nonnegative,
+    require_positive_int,
+    require_tensor,
+)
 
 
 class BatchedModel(nn.Module):
@@ -23,9 +31,14 @@ class BatchedModel(nn.Module):
         super().__init__()
         self.n_models = require_positive_int(n_models, "n_models")
 
-    def per_model(self, x: torch.Tensor, base_dim: int, name: str = "input") -> torch.Tensor:
-        """Broadcast a shared input ``(*base)`` to ``(M, *base)``; check a per-model input ``(M, *base)``."""
+    def per_model(self, x: torch.Tensor, base_dim: int, name: str = "input", *, floating: bool = True) -> torch.Tensor:
+        """Broadcast a shared input ``(*base)`` to ``(M, *base)``; check a per-model input ``(M, *base)``.
+
+        With ``floating`` (the default) the input must also be a finite floating-point or complex tensor."""
         require_tensor(x, name)
+        if floating:
+            require_floating(x, name)
+            require_finite(x, name)
         if x.dim() == base_dim:
             return x.unsqueeze(0).expand(self.n_models, *x.shape)
         if x.dim() == base_dim + 1 and x.shape[0] == self.n_models:
@@ -43,6 +56,8 @@ class BatchedModel(nn.Module):
 
 
 def _init(shape: tuple[int, ...], scale: float, seed: int | torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    require_nonnegative(scale, "init_scale")
+    require_dtype(dtype)
     g = make_generator(seed)
     return scale * torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
 
@@ -64,6 +79,7 @@ class FixedLinear(BatchedModel):
         s = self.per_model(states, 3, "states")
         if s.shape[-1] != self.d:
             raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
+        require_min_length(s, "states", -2, 2, "time steps (T >= 2: one to read, one to predict)")
         return torch.einsum("mij,mbtj->mbti", self.A, s[:, :, :-1])
 
 
@@ -92,6 +108,7 @@ class LinearAttention(BatchedModel):
         return w / torch.arange(1, T + 1, dtype=dtype, device=device)[:, None] if self.normalize else w
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        require_tensor(tokens, "tokens")
         if tokens.dim() == 3:
             return self._forward_shared(tokens)
         e = self.per_model(tokens, 3, "tokens")

@@ -45,8 +45,9 @@ from .data import block_rotation, rollout
 from .models import BatchedModel
 from .runtime import DeviceLike, course_threads, make_generator, progress_enabled, resolve_device
 from .train import TrainResult, train
-from .validate import (require_even, require_ndim, require_positive_int, require_real, require_same_kind,
-                       require_shape, require_tensor)
+from .validate import (require_dtype, require_even, require_finite, require_floating, require_ndim, require_nonnegative,
+                       require_number, require_positive_int, require_real, require_same_kind, require_shape,
+                       require_tensor)
 
 Seed = int | torch.Generator
 LAWS = ("unitary", "orthogonal")
@@ -104,6 +105,9 @@ def chebyshev_prediction(states: torch.Tensor, theta: torch.Tensor) -> torch.Ten
     :math:`t = 2..T-1`. ``states`` ``(n, T, d)`` real, ``theta`` ``(n, d/2)``. Returns ``(n, T-2, d)``."""
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_real(states, "states")
+    require_finite(states, "states")
+    require_real(theta, "theta")
+    require_finite(theta, "theta")
     n, T, d = states.shape
     require_even(d, "d")
     require_shape(theta, "theta", (n, d // 2), "(n, d/2)")
@@ -125,7 +129,9 @@ def position_mask(T: int, *, device: DeviceLike = "cpu") -> torch.Tensor:
 
 def head_mask(heads: Sequence[int], max_heads: int | None = None) -> torch.Tensor:
     """``(M, H_max)`` float mask: model ``m`` uses its first ``heads[m]`` heads."""
-    heads = [require_positive_int(int(h), "heads") for h in heads]
+    if isinstance(heads, (str, torch.Tensor)) or not hasattr(heads, "__len__") or len(heads) == 0:
+        raise TypeError(f"heads must be a non-empty sequence of head counts; got {heads!r}")
+    heads = [require_positive_int(h, "heads") for h in heads]
     H = max(heads) if max_heads is None else require_positive_int(max_heads, "max_heads")
     if max(heads) > H:
         raise ValueError(f"every head count must be <= max_heads = {H}; got {max(heads)}")
@@ -147,6 +153,8 @@ def _check_CP(C: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     require_ndim(P, "P", (3,), "(M, T, T)")
     require_real(C, "C")
     require_real(P, "P")
+    require_finite(C, "C")
+    require_finite(P, "P")
     require_same_kind(C, P, "C", "P")
     M, d, d2 = C.shape
     if d != d2:
@@ -242,6 +250,8 @@ def predict(states: torch.Tensor, C: torch.Tensor, P: torch.Tensor) -> torch.Ten
     without building heads: ``states`` ``(B, T, d)`` or ``(M, B, T, d)``, real or complex. Returns ``(M, B, T-2, d)``."""
     C, P = _check_CP(C, P)
     require_ndim(states, "states", (3, 4), "(B, T, d) or (M, B, T, d)")
+    require_floating(states, "states")
+    require_finite(states, "states")
     T, d = P.shape[-1], C.shape[-1]
     if states.shape[-2:] != (T, d) or (states.dim() == 4 and states.shape[0] != C.shape[0]):
         raise ValueError(f"states must have shape (B, T, d) = (*, {T}, {d}) or (M, B, T, d) with M = {C.shape[0]}; "
@@ -268,6 +278,8 @@ class MultiHeadDiagonal(BatchedModel):
         self.T = require_positive_int(T, "T")
         if T < 3:
             raise ValueError(f"T must be >= 3 (the query is the previous token and there is a next token); got {T}")
+        require_dtype(dtype)
+        require_nonnegative(init_scale, "init_scale")
         if dtype.is_complex:
             raise TypeError(f"the parameters are real; dtype must be float32/float64, got {dtype}")
         heads = [n_heads] * n_models if heads is None else list(heads)
@@ -300,6 +312,8 @@ class MultiHeadDiagonal(BatchedModel):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         require_tensor(states, "states")
+        require_floating(states, "states")
+        require_finite(states, "states")
         s = states if states.dim() == 3 else self.per_model(states, 3, "states")
         if s.shape[-1] != self.d or s.shape[-2] != self.T:
             raise ValueError(f"states must have shape (B, T, d) = (*, {self.T}, {self.d}) or (M, B, T, d); got {tuple(states.shape)}")
@@ -338,7 +352,7 @@ def mc_position_loss(law: str, C: torch.Tensor, P: torch.Tensor, t: int, *, n: i
     M, d, _ = C.shape
     _check_law(law, d)
     T = P.shape[-1]
-    if not isinstance(t, int) or not 2 <= t <= T - 1:
+    if not isinstance(t, int) or isinstance(t, bool) or not 2 <= t <= T - 1:
         raise ValueError(f"t must be an integer position in 2..T-1 = 2..{T - 1}; got {t!r}")
     if coordinates not in ("eigen", "real"):
         raise ValueError(f"coordinates must be 'eigen' or 'real'; got {coordinates!r}")
@@ -384,6 +398,8 @@ def train_population(model: MultiHeadDiagonal, law: str, *, steps: int, lr: floa
                      progress: bool | None = None, desc: str | None = None) -> TrainResult:
     """Full-batch gradient descent on the closed-form population loss (summed over positions) of all ``M``
     models at once, with :func:`icar.train.train`. ``losses`` in the result are the summed losses ``(steps, M)``."""
+    if not isinstance(model, MultiHeadDiagonal):
+        raise TypeError(f"model must be an icar.multihead.MultiHeadDiagonal; got {type(model).__name__}")
     _check_law(law, model.d)
     if variant not in VARIANTS or (law == "orthogonal" and variant != "corrected"):
         raise ValueError(f"variant must be 'corrected' (or 'released' for the unitary law); got {variant!r}")
@@ -416,9 +432,10 @@ def trig_solution(d: int, T: int, c: float = 1.0, b_over_a: float = 1.0) -> tupl
     and ``P`` ``(1, T, T)``, float64. ``b_over_a = 1`` is the rank-:math:`d/2` trigonometric solution."""
     require_even(d, "d")
     require_positive_int(T, "T")
-    a, b = float(c), float(c) * float(b_over_a)
+    a, b = require_number(c, "c"), require_number(c, "c") * require_number(b_over_a, "b_over_a")
     if a == 0 or a + b == 0:
-        raise ValueError(f"need a != 0 and a + b != 0; got a = {a}, b = {b}")
+        raise ValueError(f"c must be non-zero and b_over_a must differ from -1 (need a != 0 and a + b != 0); "
+                         f"got a = {a}, b = {b}")
     block = torch.tensor([[a, b], [b, a]], dtype=torch.float64)
     C = torch.block_diag(*[block] * (d // 2))[None]
     P = torch.zeros(1, T, T, dtype=torch.float64)
@@ -432,6 +449,8 @@ def bands(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Readout of a positional encoding ``(M, T, T)``: the weights on the latest token :math:`p_{t,t}` and on the
     query token :math:`p_{t,t-1}`, ``(M, T-2)`` each, and the largest :math:`|p_{t,t'}|` elsewhere, ``(M,)``."""
     require_ndim(P, "P", (3,), "(M, T, T)")
+    require_real(P, "P")
+    require_finite(P, "P")
     T = P.shape[-1]
     P = P * position_mask(T, device=P.device).to(P.dtype)
     latest, query, _, _ = _rows(P)
@@ -446,6 +465,8 @@ def pair_blocks(C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     r"""Readout of ``C`` ``(M, d, d)`` in 2x2 blocks: diagonal entries :math:`C_{ii}` ``(M, d)``, in-pair entries
     :math:`C_{2m,2m+1}, C_{2m+1,2m}` ``(M, d)``, and the largest off-block :math:`|C_{ik}|` ``(M,)``."""
     require_ndim(C, "C", (3,), "(M, d, d)")
+    require_real(C, "C")
+    require_finite(C, "C")
     d = require_even(C.shape[-1], "d")
     diag = torch.diagonal(C, 0, -2, -1)
     up, lo = C[:, 0::2, 1::2].diagonal(0, -2, -1), C[:, 1::2, 0::2].diagonal(0, -2, -1)
@@ -461,6 +482,10 @@ def predicted_head_gram(A0: torch.Tensor, B0: torch.Tensor, c: torch.Tensor) -> 
     :math:`AA^\top = E/2 + (E^2/4 + c^2 I)^{1/2}`. ``A0, B0`` ``(M, H, d)``, ``c`` ``(M,)``. Returns ``(M, H, H)``."""
     require_ndim(A0, "A0", (3,), "(M, H, d)")
     require_shape(B0, "B0", tuple(A0.shape), "(M, H, d)")
+    require_shape(c, "c", (A0.shape[0],), "(M,)")
+    for x, name in ((A0, "A0"), (B0, "B0"), (c, "c")):
+        require_real(x, name)
+        require_finite(x, name)
     E = A0 @ A0.mT - B0 @ B0.mT
     eye = torch.eye(E.shape[-1], dtype=E.dtype, device=E.device)
     evals, evecs = torch.linalg.eigh(E @ E / 4 + c[:, None, None] ** 2 * eye)
@@ -480,6 +505,7 @@ def token_coefficients(C: torch.Tensor, P: torch.Tensor, states: torch.Tensor) -
     C, P = _check_CP(C, P)
     require_ndim(states, "states", (3,), "(B, T, d)")
     require_real(states, "states")
+    require_finite(states, "states")
     T = P.shape[-1]
     if states.shape[1:] != (T, C.shape[-1]):
         raise ValueError(f"states must have shape (B, T, d) = (*, {T}, {C.shape[-1]}); got {tuple(states.shape)}")

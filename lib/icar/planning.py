@@ -30,7 +30,16 @@ from torch import nn
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
 from .train import TrainResult, fixed_batch, train
-from .validate import require_positive_int, require_shape, require_tensor
+from .validate import (
+    require_dtype,
+    require_finite,
+    require_nonnegative,
+    require_positive,
+    require_positive_int,
+    require_real,
+    require_shape,
+    require_tensor,
+)
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -38,6 +47,33 @@ def _require_prob(p: float, name: str) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1]; got {p!r}")
     return float(p)
+
+
+def _require_nodes(x: torch.Tensor, name: str, n: int) -> torch.Tensor:
+    """``x`` must be an integer tensor of node ids in ``0..n-1``."""
+    require_tensor(x, name)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of node ids; got dtype {x.dtype}")
+    if x.numel() and (bool((x < 0).any()) or bool((x >= n).any())):
+        raise ValueError(f"{name} must hold node ids in 0..{n - 1}; got values in {x.min().item()}..{x.max().item()}")
+    return x
+
+
+def _require_weights(W_M: torch.Tensor, W_V: torch.Tensor) -> None:
+    """The planner's weights must be finite real tensors ``(M, n, n+1)`` of the same shape."""
+    for W, name in ((W_M, "W_M"), (W_V, "W_V")):
+        require_real(W, name)
+        require_finite(W, name)
+        if W.dim() != 3 or W.shape[-1] != W.shape[-2] + 1:
+            raise ValueError(f"{name} must have shape (M, n, n+1); got {tuple(W.shape)}")
+    if W_M.shape != W_V.shape:
+        raise ValueError(f"W_M and W_V must have the same shape (M, n, n+1); got {tuple(W_M.shape)} and {tuple(W_V.shape)}")
+
+
+def _require_path_data(data: object) -> "PathData":
+    if not isinstance(data, PathData):
+        raise TypeError(f"data must be an icar.planning.PathData (from make_data or horizon_data); got {type(data).__name__}")
+    return data
 
 
 def require_adjacency(A: torch.Tensor, name: str = "A") -> torch.Tensor:
@@ -137,6 +173,7 @@ def split_pairs(A: torch.Tensor, R: torch.Tensor, train_frac: float, *, seed: in
     """
     A = require_adjacency(A)
     require_shape(R, "R", tuple(A.shape), "(G, n, n)")
+    R = require_adjacency(R, "R")
     _require_prob(train_frac, "train_frac")
     G, n, _ = A.shape
     eye = torch.eye(n, dtype=torch.bool, device=A.device)
@@ -158,7 +195,9 @@ def sample_paths(A: torch.Tensor, R: torch.Tensor, pairs: torch.Tensor, n_paths:
     """
     A = require_dag(A)  # a walk in a DAG ends within n-1 steps
     require_shape(R, "R", tuple(A.shape), "(G, n, n)")
+    require_adjacency(R, "R")
     require_shape(pairs, "pairs", tuple(A.shape), "(G, n, n)")
+    require_adjacency(pairs, "pairs")
     require_positive_int(n_paths, "n_paths")
     G, n, _ = A.shape
     gen = make_generator(seed)
@@ -188,8 +227,17 @@ def count_triples(paths: torch.Tensor, graph: torch.Tensor, target: torch.Tensor
                   ) -> torch.Tensor:
     r"""Counts ``N[g, i, j, k]`` ``(G, n, n, n+1)`` float64 of (current :math:`i`, target :math:`j`, next :math:`k`)
     over the paths (``k = n`` is EOS, predicted once the current node is the target)."""
+    require_positive_int(n_graphs, "n_graphs")
+    require_positive_int(n, "n")
     require_shape(paths, "paths", (None, n), "(P, n)")
     P = paths.shape[0]
+    _require_nodes(paths.clamp_min(0), "paths", n)  # -1 pads a path
+    if bool((paths < -1).any()):
+        raise ValueError(f"paths must hold node ids in 0..{n - 1}, padded with -1; got {paths.min().item()}")
+    require_shape(graph, "graph", (P,), "(P,)")
+    require_shape(target, "target", (P,), "(P,)")
+    _require_nodes(graph, "graph", n_graphs)
+    _require_nodes(target, "target", n)
     nxt = torch.cat([paths[:, 1:], torch.full((P, 1), -1, dtype=paths.dtype)], dim=1)
     cur_ok = paths >= 0
     nxt = torch.where(cur_ok & (nxt < 0), torch.full_like(nxt, n), nxt)  # the step after the target is EOS
@@ -219,7 +267,11 @@ def observed_matrices(N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def require_ndim4(N: torch.Tensor) -> torch.Tensor:
-    require_tensor(N, "N")
+    """``N`` must be finite non-negative counts ``(G, n, n, n+1)``."""
+    require_real(N, "N")
+    require_finite(N, "N")
+    if bool((N < 0).any()):
+        raise ValueError("counts N must be non-negative")
     if N.dim() != 4 or N.shape[1] != N.shape[2] or N.shape[3] != N.shape[1] + 1:
         raise ValueError(f"counts N must have shape (G, n, n, n+1) = (graphs, current, target, next incl. EOS); "
                          f"got {tuple(N.shape)}")
@@ -230,6 +282,9 @@ def first_step_degree(A_obs: torch.Tensor, R_obs: torch.Tensor) -> torch.Tensor:
     r"""``deg[g, s, t]`` = number of successors :math:`k` of :math:`s` in :math:`A^{obs}` with
     :math:`R^{obs}[t,k] = 1` or :math:`k = t`: the candidates of the first step of Algorithm 1 run on the
     observed matrices. A pair with degree 0 needs a reachability that no training path showed."""
+    A_obs = require_adjacency(A_obs, "A_obs")
+    require_shape(R_obs, "R_obs", tuple(A_obs.shape), "(G, n, n)")
+    R_obs = require_adjacency(R_obs, "R_obs")
     n = A_obs.shape[-1]
     Rt = R_obs.bool() | torch.eye(n, dtype=torch.bool, device=R_obs.device)
     return torch.einsum("gsk,gtk->gst", A_obs.double(), Rt.double()).round().long()
@@ -248,6 +303,8 @@ class SimplifiedPlanner(BatchedModel):
                  dtype: torch.dtype = torch.float64, device: DeviceLike = "cpu"):
         super().__init__(n_models)
         self.n = require_positive_int(n, "n")
+        require_nonnegative(init_scale, "init_scale")
+        require_dtype(dtype, complex_ok=False)
         g = make_generator(seed)
         dev = resolve_device(device)
         shape = (n_models, n, n + 1)
@@ -255,7 +312,7 @@ class SimplifiedPlanner(BatchedModel):
         self.W_V = nn.Parameter((init_scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dev, dtype))
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        x = self.per_model(pairs, 2, "pairs")
+        x = self.per_model(pairs, 2, "pairs", floating=False)
         if x.shape[-1] != 2 or x.dtype != torch.long:
             raise ValueError(f"pairs must be long (current, target) rows, shape (B, 2) or (M, B, 2); got "
                              f"{tuple(pairs.shape)} {pairs.dtype}")
@@ -284,6 +341,11 @@ def training_batch(N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def count_cross_entropy(logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     r"""Per-model loss :math:`-\frac1Z\sum N[i,j,k]\log p_{i,j}(k)` with :math:`Z = \sum N` (the mean next-token
     cross-entropy over every prediction of the training paths). ``logits``, ``counts`` ``(M, B, n+1)`` -> ``(M,)``."""
+    require_real(logits, "logits")
+    require_real(counts, "counts")
+    if counts.dim() != 3 or bool((counts.sum((1, 2)) <= 0).any()):
+        raise ValueError(f"counts must have shape (M, B, n+1) and count at least one prediction per model (Z > 0); "
+                         f"got shape {tuple(counts.shape)}")
     if logits.shape != counts.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and counts {tuple(counts.shape)} must have the same shape")
     return -(counts * torch.log_softmax(logits, -1)).sum((1, 2)) / counts.sum((1, 2))
@@ -300,6 +362,9 @@ def gradients(W_M: torch.Tensor, W_V: torch.Tensor, N: torch.Tensor) -> tuple[to
     require_ndim4(N)
     require_shape(W_M, "W_M", (N.shape[0], N.shape[1], N.shape[3]), "(M, n, n+1)")
     require_shape(W_V, "W_V", (N.shape[0], N.shape[1], N.shape[3]), "(M, n, n+1)")
+    _require_weights(W_M, W_V)
+    if bool((N.sum((1, 2, 3)) <= 0).any()):
+        raise ValueError("counts N must count at least one prediction per model (Z = sum N > 0)")
     p = torch.softmax(W_M[:, :, None, :] + W_V[:, None, :, :], -1)  # (M, i, j, k)
     resid = N.sum(-1, keepdim=True) * p - N
     Z = N.sum((1, 2, 3))[:, None, None]
@@ -327,6 +392,7 @@ def train_planner(N: torch.Tensor, *, steps: int, lr: float, n_snapshots: int = 
     require_ndim4(N)
     require_positive_int(steps, "steps")
     require_positive_int(n_snapshots, "n_snapshots")
+    require_positive(lr, "lr")
     dev = resolve_device(device)
     G, n = N.shape[0], N.shape[1]
     model = SimplifiedPlanner(G, n, init_scale=init_scale, seed=seed, device=dev)
@@ -357,12 +423,16 @@ def decode(W_M: torch.Tensor, W_V: torch.Tensor, A: torch.Tensor, source: torch.
     after :math:`t`. All pairs and models move together; at most ``n`` steps. Returns ``(M, P)`` bool.
     """
     A = require_adjacency(A)
+    _require_weights(W_M, W_V)
     M, n = W_M.shape[0], W_M.shape[1]
     require_shape(W_M, "W_M", (M, n, n + 1), "(M, n, n+1)")
     require_shape(W_V, "W_V", (M, n, n + 1), "(M, n, n+1)")
     require_shape(A, "A", (M, n, n), "(M, n, n)")
     require_shape(source, "source", (M, None), "(M, P)")
     require_shape(target, "target", tuple(source.shape), "(M, P)")
+    require_dag(A)  # the true graphs are DAGs: a generated path then ends within n steps
+    _require_nodes(source, "source", n)
+    _require_nodes(target, "target", n)
     gen = make_generator(seed)
     m = torch.arange(M, device=W_M.device)[:, None]
     cur, t = source.clone(), target
@@ -393,10 +463,13 @@ def algorithm1(A: torch.Tensor, R: torch.Tensor, source: torch.Tensor, target: t
     ``A``, ``R`` ``(G, n, n)`` (the matrices it is *given*, true or observed); ``source``, ``target`` ``(G, P)``.
     Returns ``(G, P)`` bool: reached :math:`t`.
     """
-    A = require_adjacency(A)
+    A = require_dag(A)  # on a graph with a cycle the walk need not end, and R is no longer an order
     require_shape(R, "R", tuple(A.shape), "(G, n, n)")
+    require_adjacency(R, "R")
     require_shape(source, "source", (A.shape[0], None), "(G, P)")
     require_shape(target, "target", tuple(source.shape), "(G, P)")
+    _require_nodes(source, "source", A.shape[-1])
+    _require_nodes(target, "target", A.shape[-1])
     G, n, _ = A.shape
     gen = make_generator(seed)
     eye = torch.eye(n, dtype=torch.bool, device=A.device)
@@ -418,6 +491,7 @@ def algorithm1(A: torch.Tensor, R: torch.Tensor, source: torch.Tensor, target: t
 
 def pairs_of(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pairs of a mask ``[g, s, t]`` as padded ``source``, ``target`` ``(G, P)`` and a ``valid`` mask."""
+    mask = require_adjacency(mask, "mask")
     G = mask.shape[0]
     g, s, t = torch.nonzero(mask, as_tuple=True)
     P = max(1, int(mask.flatten(1).sum(1).max()))
@@ -433,6 +507,7 @@ def accuracy_by_group(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, g
                       seed: int = 0) -> dict[str, tuple[float, int]]:
     """Share of valid generated paths on the test pairs, overall and split by first-step degree (>= 1: solvable
     with observed matrices; 0: needs an unobserved reachability). Values: ``(accuracy, number of pairs)``."""
+    _require_path_data(data)
     A_obs, R_obs = observed_matrices(data.counts)
     deg = first_step_degree(A_obs, R_obs)
     S, T, V = pairs_of(data.test)
@@ -449,9 +524,16 @@ def accuracy_by_group(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, g
 # ------------------------------------------------------------------------------------------------ read-outs
 def auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> float:
     """Area under the ROC curve: P(score of a random positive > score of a random negative), ties count 1/2."""
+    require_real(scores, "scores")
+    require_finite(scores, "scores")
+    for m, name in ((positive, "positive"), (negative, "negative")):
+        require_shape(m, name, tuple(scores.shape), "the shape of scores")
+        if m.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool mask; got dtype {m.dtype}")
     pos, neg = scores[positive].double(), scores[negative].double()
     if pos.numel() == 0 or neg.numel() == 0:
-        raise ValueError("auc needs at least one positive and one negative entry")
+        raise ValueError("positive and negative must each select at least one entry (auc needs both); "
+                         f"got {pos.numel()} positive and {neg.numel()} negative entries")
     allv = torch.cat([pos, neg])
     order = allv.argsort()
     ranks = torch.empty_like(allv)
@@ -467,6 +549,7 @@ def entry_groups(data: PathData) -> dict[str, torch.Tensor]:
     r"""Masks ``(G, n, n)`` used by the read-outs, restricted to active rows (a node that occurs as a current node,
     resp. a target): ``edge_obs`` / ``edge_non`` for :math:`W^M`; ``reach_obs``, ``reach_unobs`` (true but never
     observed) and ``unreach`` for :math:`W^V` (diagonal excluded)."""
+    _require_path_data(data)
     N = data.counts
     n = data.n
     A_obs, R_obs = observed_matrices(N)
@@ -515,6 +598,7 @@ def horizon_data(A: torch.Tensor, max_train_dist: int, *, n_paths: int = 1, seed
     solved by chaining them."""
     A = require_adjacency(A)
     require_positive_int(max_train_dist, "max_train_dist")
+    require_positive_int(n_paths, "n_paths")
     R = reachability(A)
     D = distances(A)
     tr, te = (D >= 1) & (D <= max_train_dist), D > max_train_dist
@@ -528,6 +612,7 @@ def accuracy_by_distance(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *
     """Sampled accuracy on the pairs of ``mask`` (default: the test pairs) at each distance: every pair decoded
     ``n_samples`` times (samples stacked on the pair axis). Returns ``(distances, accuracy, number of decodes)``."""
     require_positive_int(n_samples, "n_samples")
+    _require_path_data(data)
     S, T, V = pairs_of(data.test if mask is None else mask)
     D = distances(data.A)
     g = torch.arange(S.shape[0])[:, None].expand_as(S)
@@ -547,6 +632,12 @@ def first_step_share(W_M: torch.Tensor, W_V: torch.Tensor, A: torch.Tensor, R: t
     :math:`t`, divided by the probability of all successors of :math:`s`: the share of its next-edge mass that
     goes the right way. ``source``, ``target`` ``(M, P)``; returns ``(M, P)``."""
     A = require_adjacency(A)
+    _require_weights(W_M, W_V)
+    require_shape(R, "R", tuple(A.shape), "(M, n, n)")
+    require_adjacency(R, "R")
+    n_ = A.shape[-1]
+    _require_nodes(source, "source", n_)
+    _require_nodes(target, "target", n_)
     m = torch.arange(W_M.shape[0], device=W_M.device)[:, None]
     n = A.shape[-1]
     prob = torch.softmax(W_M[m, source] + W_V[m, target], -1)[..., :n]

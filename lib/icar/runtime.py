@@ -136,14 +136,22 @@ def setup(seed: int = 0, device: DeviceLike = "auto") -> torch.device:
     * ``N`` (a positive integer): ``N`` threads, on every device;
     * ``auto``: leave torch's own default (one thread per core, or what ``OMP_NUM_THREADS`` says).
     """
+    make_generator(seed)  # the same check as every other seed: an int (or a generator), not None or a bool
     torch.manual_seed(seed)
     dev = resolve_device(device)
     apply_threads(dev)
     return dev
 
 
+def _require_device(device: object) -> torch.device:
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device (from icar.resolve_device); got {device!r}")
+    return device
+
+
 def float64_device(device: torch.device) -> torch.device:
     """The device to use for float64/complex128 work: ``device`` itself, or the CPU on MPS (which has neither)."""
+    _require_device(device)
     return torch.device("cpu") if device.type == "mps" else device
 
 
@@ -184,6 +192,7 @@ def apply_threads(device: torch.device) -> int:
     The default (one thread) applies on the CPU only; an explicit ``ICAR_THREADS=N`` applies on every device;
     ``ICAR_THREADS=auto`` changes nothing.
     """
+    _require_device(device)
     before = torch.get_num_threads()
     wanted = cpu_threads()
     explicit = os.environ.get(THREADS_ENV, "").strip() != ""

@@ -37,7 +37,18 @@ from tqdm.auto import tqdm
 
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
-from .validate import require_positive_int, require_real, require_shape, require_tensor
+from .validate import (
+    require_dtype,
+    require_finite,
+    require_floating,
+    require_nonnegative,
+    require_number,
+    require_positive,
+    require_positive_int,
+    require_real,
+    require_shape,
+    require_tensor,
+)
 
 __all__ = [
     "feature_probs", "orthonormal_features", "sample_counts", "mean_field_counts", "sample_prompts", "quadrature_tasks", "sample_tokens", "design_prompts", "counts_of", "integrated_row_loss",
@@ -58,13 +69,14 @@ def feature_probs(K: int, kind: str = "balanced", p1: float = 0.5, dtype: torch.
     :math:`p_k = (1 - p_1)/(K - 1)` for :math:`k \ge 2`.
     """
     K = require_positive_int(K, "K")
+    require_dtype(dtype, complex_ok=False)
     if kind == "balanced":
         return torch.full((K,), 1.0 / K, dtype=dtype)
     if kind != "imbalanced":
         raise ValueError(f"kind must be 'balanced' or 'imbalanced'; got {kind!r}")
     if K < 2:
         raise ValueError(f"an imbalanced law needs K >= 2 features; got K={K}")
-    if not (0.0 < p1 < 1.0):
+    if not (0.0 < require_number(p1, "p1") < 1.0):
         raise ValueError(f"p1 (probability of the dominant feature) must lie in (0, 1); got {p1!r}")
     p = torch.full((K,), (1.0 - p1) / (K - 1), dtype=dtype)
     p[0] = p1
@@ -74,6 +86,7 @@ def feature_probs(K: int, kind: str = "balanced", p1: float = 0.5, dtype: torch.
 def _check_probs(p: torch.Tensor, name: str = "p") -> torch.Tensor:
     require_tensor(p, name)
     require_real(p, name)
+    require_finite(p, name)
     if p.dim() < 1:
         raise ValueError(f"{name} must have a last dimension K (one probability per feature); got a scalar")
     if (p < 0).any() or not torch.allclose(p.sum(-1), torch.ones((), dtype=p.dtype), atol=1e-9):
@@ -85,6 +98,7 @@ def _check_probs(p: torch.Tensor, name: str = "p") -> torch.Tensor:
 def orthonormal_features(K: int, d: int, *, seed: int | torch.Generator = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""``K`` random orthonormal features in :math:`\mathbb R^d` as the columns of ``V`` ``(d, K)`` (needs ``K <= d``)."""
     K, d = require_positive_int(K, "K"), require_positive_int(d, "d")
+    require_dtype(dtype, complex_ok=False)
     if K > d:
         raise ValueError(f"K={K} orthonormal features do not fit in dimension d={d}; need K <= d")
     g = make_generator(seed)
@@ -123,7 +137,10 @@ def sample_prompts(V: torch.Tensor, p: torch.Tensor, N: int, n_prompts: int, *, 
     ``(B, d)``. ``w`` is drawn :math:`N(0, I_d)` unless given (``(B, d)``, e.g. from :func:`quadrature_tasks`).
     """
     require_shape(V, "V", (None, None), "(d, K)")
+    require_real(V, "V")
+    require_finite(V, "V")
     _check_probs(p)
+    require_positive_int(N, "N")
     d, K = V.shape
     if p.shape != (K,):
         raise ValueError(f"p must have shape (K,) = ({K},) to match the columns of V; got {tuple(p.shape)}")
@@ -134,6 +151,8 @@ def sample_prompts(V: torch.Tensor, p: torch.Tensor, N: int, n_prompts: int, *, 
     if w is None:
         w = torch.randn(B, d, generator=g, dtype=torch.float64)
     require_shape(w, "w", (B, d), "(n_prompts, d)")
+    require_real(w, "w")
+    require_finite(w, "w")
     y = torch.einsum("bnd,bd->bn", x, w.double())
     y[:, -1] = 0.0
     E = torch.cat([x.transpose(1, 2), y[:, None, :]], 1)                     # (B, d+1, N+1)
@@ -148,6 +167,9 @@ def quadrature_tasks(n_prompts: int, d: int, dtype: torch.dtype = torch.float64)
     average of the squared error equal to its :math:`w`-expectation *exactly*, so the raw model can be compared with
     the reduced dynamics to float64 rounding (``n_prompts`` must be a multiple of ``d``).
     """
+    require_positive_int(n_prompts, "n_prompts")
+    require_positive_int(d, "d")
+    require_dtype(dtype, complex_ok=False)
     if n_prompts % d:
         raise ValueError(f"n_prompts={n_prompts} must be a multiple of d={d} to cycle over the d quadrature tasks")
     return math.sqrt(d) * torch.eye(d, dtype=dtype).repeat(n_prompts // d, 1)
@@ -172,11 +194,13 @@ def design_prompts(V: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor) -> tu
     copies integrate :math:`x_q`), so the raw model and :func:`reduced_gd` can be compared to float64 rounding.
     """
     require_shape(V, "V", (None, None), "(d, K)")
+    require_real(V, "V")
+    require_finite(V, "V")
     d, K = V.shape
     _check_probs(p)
     if p.shape != (K,):
         raise ValueError(f"p must have shape (K,) = ({K},); got {tuple(p.shape)}")
-    require_shape(tokens, "tokens", (None, None), "(B0, N)")
+    _check_tokens(tokens, K)
     if tokens.min() < 0 or tokens.max() >= K:
         raise ValueError(f"tokens must be feature indices in [0, {K - 1}]; got values in [{tokens.min()}, {tokens.max()}]")
     B0, N = tokens.shape
@@ -193,9 +217,45 @@ def design_prompts(V: torch.Tensor, tokens: torch.Tensor, p: torch.Tensor) -> tu
     return E.to(V.dtype), target.to(V.dtype), weights.to(V.dtype)
 
 
+def _check_tokens(tokens: torch.Tensor, K: int, name: str = "tokens") -> torch.Tensor:
+    """``tokens`` must be an integer tensor ``(B, N)`` of feature indices in ``[0, K)``, with ``N >= 1``."""
+    require_shape(tokens, name, (None, None), "(B0, N)")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of feature indices; got dtype {tokens.dtype}")
+    if tokens.shape[1] < 1 or tokens.numel() == 0:
+        raise ValueError(f"{name} must hold at least one token per prompt; got shape {tuple(tokens.shape)}")
+    if tokens.min() < 0 or tokens.max() >= K:
+        raise ValueError(f"{name} must be feature indices in [0, {K - 1}]; got values in [{tokens.min()}, {tokens.max()}]")
+    return tokens
+
+
+def _check_counts(counts: torch.Tensor, name: str = "counts") -> torch.Tensor:
+    """``counts`` must be a real, finite, non-negative tensor (numbers of prompt tokens of each feature)."""
+    require_real(counts, name)
+    require_finite(counts, name)
+    if bool((counts < 0).any()):
+        raise ValueError(f"{name} must be non-negative (numbers of prompt tokens of each feature)")
+    return counts
+
+
+def _lr_per_model(lr: float | torch.Tensor, M: int) -> torch.Tensor:
+    """``lr``: a positive number or ``M`` positive numbers -> ``(M,)`` float64."""
+    if isinstance(lr, torch.Tensor):
+        require_real(lr, "lr")
+        require_finite(lr, "lr")
+    else:
+        require_positive(lr, "lr")
+    lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten()
+    if lr_t.numel() == 1:
+        lr_t = lr_t.expand(M)
+    if lr_t.shape != (M,) or (lr_t <= 0).any():
+        raise ValueError(f"lr must be a positive number or M={M} positive numbers; got {lr_t.tolist()}")
+    return lr_t
+
+
 def counts_of(tokens: torch.Tensor, K: int) -> torch.Tensor:
     """Feature counts ``(B0, K)`` of token indices ``(B0, N)``."""
-    require_shape(tokens, "tokens", (None, None), "(B0, N)")
+    _check_tokens(tokens, require_positive_int(K, "K"))
     out = torch.zeros(tokens.shape[0], K, dtype=torch.float64)
     return out.scatter_add_(1, tokens, torch.ones_like(tokens, dtype=torch.float64))
 
@@ -207,9 +267,10 @@ def counts_of(tokens: torch.Tensor, K: int) -> torch.Tensor:
 def _prep(Z: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     require_tensor(Z, "Z")
     require_real(Z, "Z")
+    require_finite(Z, "Z")
     if Z.dim() not in (2, 3) or Z.shape[-1] != Z.shape[-2]:
         raise ValueError(f"Z must have shape (K, K) or (M, K, K) (feature-coordinate logits); got {tuple(Z.shape)}")
-    require_tensor(counts, "counts")
+    _check_counts(counts)
     K = Z.shape[-1]
     if counts.dim() not in (2, 3) or counts.shape[-1] != K:
         raise ValueError(f"counts must have shape (P, K) or (M, P, K) with K={K}; got {tuple(counts.shape)}")
@@ -294,7 +355,7 @@ def reduced_gd(counts: torch.Tensor, p: torch.Tensor, lr: float | torch.Tensor, 
     sequential); everything inside is a tensor op over models, prompts and features. Runs in float64, except on
     MPS (which has no float64), where it runs in float32.
     """
-    require_tensor(counts, "counts")
+    _check_counts(counts)
     if counts.dim() != 3:
         raise ValueError(f"counts must have shape (M, P, K); got {tuple(counts.shape)}")
     M, _, K = counts.shape
@@ -307,12 +368,10 @@ def reduced_gd(counts: torch.Tensor, p: torch.Tensor, lr: float | torch.Tensor, 
     record_every = require_positive_int(record_every, "record_every")
     dev = resolve_device(device)
     dtype = torch.float64 if dev.type != "mps" else torch.float32
-    lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten()
-    if lr_t.numel() == 1:
-        lr_t = lr_t.expand(M)
-    if lr_t.shape != (M,) or (lr_t <= 0).any():
-        raise ValueError(f"lr must be a positive number or M={M} positive numbers; got {lr_t.tolist()}")
-    lr_t = lr_t.to(dev, dtype).view(M, 1, 1)
+    lr_t = _lr_per_model(lr, M).to(dev, dtype).view(M, 1, 1)
+    if Z0 is not None:
+        require_real(Z0, "Z0")
+        require_finite(Z0, "Z0")
     c, pp = counts.to(dev, dtype), p.to(dev, dtype)
     Z = torch.zeros(M, K, K, dtype=dtype, device=dev) if Z0 is None else require_shape(Z0, "Z0", (M, K, K), "(M, K, K)").to(dev, dtype).clone()
     rec: dict[str, list[torch.Tensor]] = {"s": [], "Z": [], "L": [], "Lk": [], "A": []}
@@ -357,6 +416,8 @@ class SoftmaxICL(BatchedModel):
         super().__init__(n_models)
         self.d = require_positive_int(d, "d")
         self.include_query = bool(include_query)
+        require_nonnegative(init_scale, "init_scale")
+        require_dtype(dtype, complex_ok=False)
         g = make_generator(seed)
         self.Q = nn.Parameter(init_scale * torch.randn(n_models, d, d, generator=g, dtype=torch.float64).to(dtype))
 
@@ -377,6 +438,12 @@ class SoftmaxICL(BatchedModel):
 def raw_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     r"""Half (weighted) mean squared error of each model, :math:`\tfrac12\,\mathrm{mean}_b\,c_b(\hat y_b - y_b)^2`:
     ``pred`` ``(M, B)``, ``target`` and ``weights`` ``(B,)`` or ``(M, B)`` -> ``(M,)``."""
+    require_real(pred, "pred")
+    require_real(target, "target")
+    require_finite(target, "target")
+    if weights is not None:
+        require_real(weights, "weights")
+        require_finite(weights, "weights")
     if target.dim() == pred.dim() - 1:
         target = target.unsqueeze(0)
     if pred.shape[-1] != target.shape[-1]:
@@ -412,8 +479,14 @@ def balanced_time_to_share(r: float | torch.Tensor, K: int, lr: float = 1.0) -> 
     the solution of :math:`\dot r = \eta K r^2 (1-r)^3/(K-1)^2` (a course derivation).
     """
     K = require_positive_int(K, "K")
+    require_positive(lr, "lr")
     if K < 2:
         raise ValueError("balanced dynamics need K >= 2 features")
+    if isinstance(r, torch.Tensor):
+        require_real(r, "r")
+        require_finite(r, "r")
+    else:
+        require_number(r, "r")
     r = torch.as_tensor(r, dtype=torch.float64)
     if ((r <= 1.0 / K) | (r >= 1)).any():
         raise ValueError(f"r must lie in (1/K, 1) = ({1 / K:.3g}, 1); got {r}")
@@ -432,7 +505,7 @@ def balanced_phase_time(K: int, lr: float = 1.0) -> float:
 
 def balanced_late_constant(K: int, lr: float = 1.0) -> float:
     r"""Phase II law :math:`L(t)\,t \to (K-1)/(4\eta)` (balanced, mean field)."""
-    return (require_positive_int(K, "K") - 1) / (4 * lr)
+    return (require_positive_int(K, "K") - 1) / (4 * require_positive(lr, "lr"))
 
 
 def linear_attention_floor(counts: torch.Tensor, p: torch.Tensor, N: int) -> torch.Tensor:
@@ -444,6 +517,7 @@ def linear_attention_floor(counts: torch.Tensor, p: torch.Tensor, N: int) -> tor
     :math:`\tfrac12(1-p_k)/(Np_k + 1 - p_k)`. ``p`` is only validated here (weights are applied by the caller).
     """
     _check_probs(p)
+    _check_counts(counts)
     f = counts.double() / require_positive_int(N, "N")
     return 0.5 * (1 - f.mean(-2).pow(2) / f.pow(2).mean(-2))
 
@@ -459,6 +533,20 @@ def linear_attention_gd(counts: torch.Tensor, p: torch.Tensor, N: int, lr: float
     ``(S, M, K)``. No loop: one power per time.
     """
     _check_probs(p)
+    _check_counts(counts)
+    if counts.dim() < 2 or bool((counts.pow(2).mean(-2) == 0).any()):
+        raise ValueError("counts must have shape (M, P, K) with every feature seen in some prompt (E[f_k^2] > 0)")
+    if isinstance(lr, torch.Tensor):
+        require_real(lr, "lr")
+        require_finite(lr, "lr")
+        if not bool((lr > 0).all()):
+            raise ValueError(f"lr must be positive; got {lr.tolist()}")
+    else:
+        require_positive(lr, "lr")
+    require_tensor(steps, "steps")
+    require_finite(steps, "steps")
+    if steps.is_complex() or bool((steps < 0).any()):
+        raise ValueError(f"steps must be non-negative times; got {steps.tolist()}")
     f = counts.double() / require_positive_int(N, "N")
     m1, m2 = f.mean(-2), f.pow(2).mean(-2)                                  # (M, K)
     lr_t = torch.as_tensor(lr, dtype=torch.float64).reshape(-1, 1)
@@ -477,6 +565,12 @@ def linear_attention_gd(counts: torch.Tensor, p: torch.Tensor, N: int, lr: float
 
 def first_time_below(steps: torch.Tensor, curve: torch.Tensor, level: float) -> torch.Tensor:
     r"""First recorded step at which ``curve`` ``(S, ...)`` is ``<= level``; ``inf`` where it never is. -> ``(...)``."""
+    require_real(curve, "curve")
+    require_tensor(steps, "steps")
+    require_finite(steps, "steps")
+    require_number(level, "level")
+    if steps.dim() != 1 or curve.dim() < 1 or curve.shape[0] != steps.shape[0] or steps.numel() == 0:
+        raise ValueError(f"steps must have shape (S,) and curve (S, ...), S >= 1; got {tuple(steps.shape)} and {tuple(curve.shape)}")
     hit = curve <= level
     first = torch.argmax(hit.to(torch.int8), dim=0)
     t = steps.double()[first]
@@ -485,6 +579,8 @@ def first_time_below(steps: torch.Tensor, curve: torch.Tensor, level: float) -> 
 
 def first_time_above(steps: torch.Tensor, curve: torch.Tensor, level: float) -> torch.Tensor:
     r"""First recorded step at which ``curve`` ``(S, ...)`` is ``>= level``; ``inf`` where it never is."""
+    require_real(curve, "curve")
+    require_number(level, "level")
     return first_time_below(steps, -curve, -level)
 
 
@@ -494,8 +590,13 @@ def integrated_row_loss(Z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     ``Z`` ``(K, K)`` feature-coordinate logits, ``idx`` ``(B, N+1)`` feature indices (last column = query) -> ``(B,)``.
     """
     require_shape(Z, "Z", (None, None), "(K, K)")
+    require_real(Z, "Z")
+    require_finite(Z, "Z")
     K = Z.shape[0]
     require_shape(idx, "idx", (None, None), "(B, N+1)")
+    _check_tokens(idx, K, "idx")
+    if idx.shape[1] < 2:
+        raise ValueError(f"idx must hold N >= 1 prompt tokens and the query; got shape {tuple(idx.shape)}")
     counts = counts_of(idx[:, :-1], K)
     a = feature_attention(Z, counts)[0]                                    # (B, k, m)
     k = idx[:, -1]

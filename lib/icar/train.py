@@ -15,6 +15,17 @@ from tqdm.auto import tqdm
 
 from .models import BatchedModel
 from .runtime import make_generator, progress_enabled
+from .validate import (
+    require_callable,
+    require_choice,
+    require_finite,
+    require_floating,
+    require_in_range,
+    require_positive,
+    require_positive_int,
+    require_positive_tensor,
+    require_tensor,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 BatchFn = Callable[[int, torch.Generator], Batch]
@@ -26,6 +37,8 @@ def per_model_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     The mean runs over batch, positions and coordinates (:math:`|\cdot|^2` for complex values).
     """
+    require_floating(pred, "pred")
+    require_tensor(target, "target")
     if target.dim() == pred.dim() - 1:
         target = target.unsqueeze(0)
     if pred.shape[1:] != target.shape[1:]:
@@ -40,14 +53,35 @@ def per_model_sum_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _lr_tensor(lr: float | Sequence[float] | torch.Tensor, M: int) -> torch.Tensor:
+    if isinstance(lr, torch.Tensor):
+        require_finite(lr, "lr")
+    elif isinstance(lr, (list, tuple)):
+        for v in lr:
+            require_positive(v, "lr")
+    elif type(lr).__module__ != "numpy":
+        require_positive(lr, "lr")
+    if isinstance(lr, torch.Tensor) and (lr.is_complex() or lr.dtype == torch.bool):
+        raise TypeError(f"lr must be real; got dtype {lr.dtype}")
     lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten()
     if lr_t.numel() == 1:
         lr_t = lr_t.expand(M).clone()
     if lr_t.numel() != M:
         raise ValueError(f"lr must be one number or one per model (M={M}); got {lr_t.numel()} values")
-    if (lr_t <= 0).any():
-        raise ValueError(f"learning rates must be positive; got {lr_t.tolist()}")
+    if not bool((lr_t > 0).all()):
+        raise ValueError(f"lr (learning rates) must be positive and finite; got {lr_t.tolist()}")
     return lr_t
+
+
+def _check_params_lr(params: Sequence[torch.nn.Parameter], lr: torch.Tensor) -> None:
+    """``params`` must be a sequence of tensors and ``lr`` a positive ``(M,)`` tensor, ``M`` their first dimension."""
+    if isinstance(params, torch.Tensor) or not isinstance(params, (list, tuple)) or not params:
+        raise TypeError(f"params must be a non-empty list of parameters; got {type(params).__name__}")
+    for i, p in enumerate(params):
+        require_floating(p, f"params[{i}]")
+    require_positive_tensor(lr, "lr")
+    if lr.dim() != 1 or any(p.dim() == 0 or p.shape[0] != lr.shape[0] for p in params):
+        raise ValueError(f"lr must have shape (M,), one rate per model, M the first dimension of every parameter; "
+                         f"got lr {tuple(lr.shape)} and parameters {[tuple(p.shape) for p in params]}")
 
 
 def _per_model_lr(lr: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -71,6 +105,8 @@ class BatchedSGD:
     (``torch._foreach_*``) operations over all parameters."""
 
     def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, momentum: float = 0.0):
+        _check_params_lr(params, lr)
+        require_in_range(momentum, "momentum", 0.0, 1.0 - 1e-12, closed=True)
         self.params, self.lr, self.momentum = list(params), lr, momentum
         self.buf = [torch.zeros_like(p) for p in self.params] if momentum else []
         self._lr = _per_model_lr(lr, self.params)
@@ -99,6 +135,12 @@ class BatchedAdam:
 
     def __init__(self, params: Sequence[torch.nn.Parameter], lr: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
+        _check_params_lr(params, lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        for b, name in zip(betas, ("betas[0]", "betas[1]")):
+            require_in_range(b, name, 0.0, 1.0 - 1e-12, closed=True)
+        require_positive(eps, "eps")
         self.params, self.lr, self.betas, self.eps = list(params), lr, betas, eps
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p.real) for p in self.params]
@@ -142,6 +184,8 @@ class TrainResult:
 
 def fixed_batch(inputs: torch.Tensor, targets: torch.Tensor) -> BatchFn:
     """A batch function that always returns the same data (full-batch gradient descent on a fixed set)."""
+    require_finite(inputs, "inputs")
+    require_finite(targets, "targets")
     return lambda step, gen: (inputs, targets)
 
 
@@ -156,8 +200,11 @@ def train(model: BatchedModel, batch_fn: BatchFn, *, steps: int, lr: float | Seq
     """
     if not isinstance(model, BatchedModel):
         raise TypeError(f"model must be an icar.models.BatchedModel (parameters with a leading model dimension); got {type(model).__name__}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    require_positive_int(steps, "steps")
+    require_callable(batch_fn, "batch_fn")
+    require_callable(loss_fn, "loss_fn")
+    require_choice(optimizer, "optimizer", ("adam", "sgd"))
+    require_in_range(momentum, "momentum", 0.0, 1.0 - 1e-12, closed=True)
     model.check_batched()
     M = model.n_models
     lr_t = _lr_tensor(lr, M)
