@@ -126,3 +126,33 @@ def test_sgd_momentum_changes_the_path_and_lr_is_per_model():
     assert (heavy.losses[-1] < plain.losses[-1]).all()          # momentum accelerates this convex problem
     # model m uses lr[m]: the second (larger) step size descends faster without momentum
     assert plain.losses[-1, 1] < plain.losses[-1, 0]
+
+
+def test_losses_values_and_train_bookkeeping():
+    pred = torch.full((2, 3, 4, 5), 2.0, dtype=torch.float64)
+    target = torch.ones(3, 4, 5, dtype=torch.float64)
+    assert torch.equal(tr.per_model_mse(pred, target), torch.ones(2, dtype=torch.float64))        # (2 - 1)^2
+    pred[1] = 4.0
+    assert torch.equal(tr.per_model_sum_mse(pred, target), torch.tensor([5.0, 45.0], dtype=torch.float64))  # d = 5
+    seen = []
+
+    def batch(step, gen):
+        seen.append(step)
+        return _batch()(step, gen)
+
+    model = models.FixedLinear(2, 4, seed=0)
+    res = tr.train(model, batch, steps=1, lr=0.01, progress=False)   # one step is a valid run
+    assert res.losses.shape == (1, 2) and res.model is model and torch.equal(res.final, res.losses[-1])
+    seen.clear()
+    tr.train(models.FixedLinear(2, 4, seed=0), batch, steps=4, lr=0.01, progress=False)
+    assert seen == [0, 1, 2, 3]
+    # defaults: seed 0, momentum 0 for SGD
+    a = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, progress=False)
+    b = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, seed=0, progress=False)
+    assert torch.equal(a.losses, b.losses)
+    a = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, optimizer="sgd", progress=False)
+    b = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, optimizer="sgd", momentum=0.0,
+                 progress=False)
+    assert torch.equal(a.losses, b.losses)
+    with pytest.raises(ValueError, match="positive"):
+        tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=2, lr=0.0, progress=False)
