@@ -156,3 +156,35 @@ def test_losses_values_and_train_bookkeeping():
     assert torch.equal(a.losses, b.losses)
     with pytest.raises(ValueError, match="positive"):
         tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=2, lr=0.0, progress=False)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_linear_attention_per_model_tokens_match_the_formula(normalize):
+    # The per-model path (tokens (M, B, T, D)) and the shared path ((B, T, D), by associativity) give one answer,
+    # and each equals the explicit sum over j <= t (divided by t when normalize).
+    model = models.LinearAttention(2, 3, normalize=normalize, seed=1, init_scale=0.5)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=g)
+    shared = model(x)
+    assert torch.allclose(model(x.expand(2, -1, -1, -1)), shared, atol=1e-12)
+    xm = torch.randn(2, 4, 5, 3, dtype=torch.float64, generator=g)
+    y = model(xm)
+    for m, b, t in [(0, 0, 0), (1, 2, 3), (1, 3, 4)]:
+        q = model.W_Q[m] @ xm[m, b, t]
+        direct = sum(model.W_V[m] @ xm[m, b, j] * (model.W_K[m] @ xm[m, b, j]).dot(q) for j in range(t + 1))
+        assert torch.allclose(y[m, b, t], direct / (t + 1 if normalize else 1), atol=1e-12)
+    with pytest.raises(ValueError, match="last dimension 3"):
+        model(torch.zeros(2, 4, 5, 2, dtype=torch.float64))
+
+
+def test_initial_scale_and_batched_check():
+    assert abs(models.FixedLinear(1, 60, seed=0).A.std().item() - 0.1) < 0.01        # default init_scale 0.1
+    assert abs(models.LinearAttention(1, 60, seed=0).W_Q.std().item() - 0.1) < 0.01
+    model = models.FixedLinear(2, 3, seed=0)
+    model.check_batched()
+    model.extra = torch.nn.Parameter(torch.zeros(3))            # no leading model dimension
+    with pytest.raises(ValueError, match="leading dimension n_models=2"):
+        model.check_batched()
+    model.extra = torch.nn.Parameter(torch.tensor(1.0))         # a scalar has no model dimension either
+    with pytest.raises(ValueError, match="leading dimension"):
+        model.check_batched()
