@@ -86,6 +86,19 @@ def test_float64_device():
     assert runtime.float64_device(torch.device("cpu")) == torch.device("cpu")
 
 
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    # "auto" (and None) must pick CUDA when present, else MPS, else the CPU: each branch is forced here.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: True)
+    assert runtime.resolve_device("auto") == torch.device("cuda")
+    assert runtime.resolve_device(None) == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+    assert runtime.resolve_device() == torch.device("cpu")
+
+
 # --------------------------------------------------------------------------- a claim that cannot fail is refused
 NOT_FINITE = [float("nan"), float("inf"), -float("inf"), np.float64("nan"), torch.tensor(float("inf")),
               np.array(float("nan"))]
