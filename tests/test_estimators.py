@@ -87,3 +87,33 @@ def test_estimator_errors():
         E.ols_estimates(torch.ones(3, 4, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="positive integer"):
         Th.gd_optimal_step(0, 3, Th.phase_moments(3))
+
+
+# ------------------------------------------------------------------ moments away from the unit case
+def test_moments_are_not_only_right_at_unit_scale():
+    # sigma^2 = 1 and norm = 1 hide every power; these values do not.
+    m = Th.gaussian_moments(2.0)
+    assert (m.mu2, m.mu4, m.mu6, m.mu24) == pytest.approx((2.0, 8.0, 48.0, 16.0), rel=1e-12)
+    m = Th.phase_moments(4, norm=2.0)                    # |x_k|^2 = norm^2 / d = 1
+    assert (m.mu2, m.mu4, m.mu6, m.mu24) == pytest.approx((1.0, 1.0, 1.0, 1.0), rel=1e-12)
+    m = Th.phase_moments(2, norm=1.0)                    # |x_k|^2 = 1/2
+    assert (m.mu2, m.mu4, m.mu6, m.mu24) == pytest.approx((0.5, 0.25, 0.125, 0.125), rel=1e-12)
+
+
+def test_gaussian_moments_match_the_gaussian_law():
+    # Monte-Carlo moments of the library's circular complex Gaussian (standard errors from the samples).
+    n, s2 = 20000, 2.0
+    x = D.initial_states("gaussian", n, 2, seed=11, scale=s2**0.5, dtype=torch.complex128)
+    m = Th.gaussian_moments(s2)
+    for sample, want in ((x[:, 0].abs() ** 2, m.mu2), (x[:, 0].abs() ** 4, m.mu4), (x[:, 0].abs() ** 6, m.mu6),
+                         (x[:, 0].abs() ** 2 * x[:, 1].abs() ** 4, m.mu24)):
+        assert abs(sample.mean().item() - want) < 5 * sample.std().item() / n**0.5
+
+
+def test_two_time_steps_are_enough():
+    # T = 2: one pair (s_1, s_2); the estimate of prefix s_1..s_2 is built from it, the first one is 0.
+    states, _ = D.sample_ar("haar", 3, 2, 2, seed=4, init="gaussian")
+    C = E.cross_moments(states)
+    assert C.shape == (3, 2, 2, 2) and C[:, 0].abs().max() == 0
+    assert torch.allclose(C[:, 1], states[:, 1, :, None] * states[:, 0, None, :], atol=1e-14)
+    assert E.next_token_errors(E.gd_estimates(states, 0.5), states).shape == (3, 1)

@@ -97,3 +97,94 @@ def test_per_model_inputs_and_errors():
         tr.train(torch.nn.Linear(2, 2), _batch(), steps=2, lr=0.1, progress=False)
     with pytest.raises(ValueError, match="positive integer"):
         models.FixedLinear(0, 3)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_batched_sgd_matches_torch_sgd_with_momentum(momentum):
+    # Heavy ball b <- momentum * b + g, theta <- theta - lr * b: the update of torch.optim.SGD (dampening 0).
+    # Dropping the momentum, or applying it to the step instead of the buffer, changes the trajectory.
+    states, _ = D.sample_ar("haar", 16, 3, 5, seed=2, init="gaussian")
+    model = models.FixedLinear(1, 3, seed=4)
+    ref = torch.nn.Parameter(model.A.detach().clone())
+    opt = torch.optim.SGD([ref], lr=0.05, momentum=momentum)
+    tr.train(model, tr.fixed_batch(states, states[:, 1:]), steps=12, lr=0.05, optimizer="sgd", momentum=momentum,
+             progress=False)
+    for _ in range(12):
+        loss = tr.per_model_mse(torch.einsum("mij,btj->mbti", ref, states[:, :-1]), states[:, 1:]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(ref, model.A, atol=1e-12)
+
+
+def test_sgd_momentum_changes_the_path_and_lr_is_per_model():
+    states, _ = D.sample_ar("haar", 16, 3, 5, seed=2, init="gaussian")
+    batch = tr.fixed_batch(states, states[:, 1:])
+    plain = tr.train(models.FixedLinear(2, 3, seed=4), batch, steps=10, lr=[0.02, 0.05], optimizer="sgd", progress=False)
+    heavy = tr.train(models.FixedLinear(2, 3, seed=4), batch, steps=10, lr=[0.02, 0.05], optimizer="sgd",
+                     momentum=0.9, progress=False)
+    assert (heavy.losses[-1] < plain.losses[-1]).all()          # momentum accelerates this convex problem
+    # model m uses lr[m]: the second (larger) step size descends faster without momentum
+    assert plain.losses[-1, 1] < plain.losses[-1, 0]
+
+
+def test_losses_values_and_train_bookkeeping():
+    pred = torch.full((2, 3, 4, 5), 2.0, dtype=torch.float64)
+    target = torch.ones(3, 4, 5, dtype=torch.float64)
+    assert torch.equal(tr.per_model_mse(pred, target), torch.ones(2, dtype=torch.float64))        # (2 - 1)^2
+    pred[1] = 4.0
+    assert torch.equal(tr.per_model_sum_mse(pred, target), torch.tensor([5.0, 45.0], dtype=torch.float64))  # d = 5
+    seen = []
+
+    def batch(step, gen):
+        seen.append(step)
+        return _batch()(step, gen)
+
+    model = models.FixedLinear(2, 4, seed=0)
+    res = tr.train(model, batch, steps=1, lr=0.01, progress=False)   # one step is a valid run
+    assert res.losses.shape == (1, 2) and res.model is model and torch.equal(res.final, res.losses[-1])
+    seen.clear()
+    tr.train(models.FixedLinear(2, 4, seed=0), batch, steps=4, lr=0.01, progress=False)
+    assert seen == [0, 1, 2, 3]
+    # defaults: seed 0, momentum 0 for SGD
+    a = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, progress=False)
+    b = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, seed=0, progress=False)
+    assert torch.equal(a.losses, b.losses)
+    a = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, optimizer="sgd", progress=False)
+    b = tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=3, lr=0.01, optimizer="sgd", momentum=0.0,
+                 progress=False)
+    assert torch.equal(a.losses, b.losses)
+    with pytest.raises(ValueError, match="positive"):
+        tr.train(models.FixedLinear(1, 4, seed=0), _batch(), steps=2, lr=0.0, progress=False)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_linear_attention_per_model_tokens_match_the_formula(normalize):
+    # The per-model path (tokens (M, B, T, D)) and the shared path ((B, T, D), by associativity) give one answer,
+    # and each equals the explicit sum over j <= t (divided by t when normalize).
+    model = models.LinearAttention(2, 3, normalize=normalize, seed=1, init_scale=0.5)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 5, 3, dtype=torch.float64, generator=g)
+    shared = model(x)
+    assert torch.allclose(model(x.expand(2, -1, -1, -1)), shared, atol=1e-12)
+    xm = torch.randn(2, 4, 5, 3, dtype=torch.float64, generator=g)
+    y = model(xm)
+    for m, b, t in [(0, 0, 0), (1, 2, 3), (1, 3, 4)]:
+        q = model.W_Q[m] @ xm[m, b, t]
+        direct = sum(model.W_V[m] @ xm[m, b, j] * (model.W_K[m] @ xm[m, b, j]).dot(q) for j in range(t + 1))
+        assert torch.allclose(y[m, b, t], direct / (t + 1 if normalize else 1), atol=1e-12)
+    with pytest.raises(ValueError, match="last dimension 3"):
+        model(torch.zeros(2, 4, 5, 2, dtype=torch.float64))
+
+
+def test_initial_scale_and_batched_check():
+    assert abs(models.FixedLinear(1, 60, seed=0).A.std().item() - 0.1) < 0.01        # default init_scale 0.1
+    assert abs(models.LinearAttention(1, 60, seed=0).W_Q.std().item() - 0.1) < 0.01
+    model = models.FixedLinear(2, 3, seed=0)
+    model.check_batched()
+    model.extra = torch.nn.Parameter(torch.zeros(3))            # no leading model dimension
+    with pytest.raises(ValueError, match="leading dimension n_models=2"):
+        model.check_batched()
+    model.extra = torch.nn.Parameter(torch.tensor(1.0))         # a scalar has no model dimension either
+    with pytest.raises(ValueError, match="leading dimension"):
+        model.check_batched()
