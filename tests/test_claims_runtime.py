@@ -77,7 +77,8 @@ def test_ledger_markdown(tmp_path, monkeypatch):
     claims.start_chapter("ch09")
     claims.claim("ch09.a", "a | b", measured=1.0, expected=1.0, atol=0.1, source="s", formula="1", quiet=True)
     md = ledger_markdown(tmp_path)
-    assert "1 of 1 claims hold" in md and "## Chapter 9" in md and "a \\| b" in md and "`ch09.a`" in md
+    # the page layout belongs to icar.sphinx_ledger (and its own tests); here: the record reaches the page
+    assert "1 of 1 claims hold" in md and "`ch09.a`" in md and "a | b" in md.replace("\\|", "|")
 
 
 def test_float64_device():

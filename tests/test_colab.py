@@ -16,7 +16,10 @@ import yaml
 import icar
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+# every notebook a student can open on Colab: the chapters, their student copies and the assignments
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+                   and "_build" not in p.parts)
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 REPO_URL = CONFIG["repository"]["url"]
 RELEASE = f"v{icar.__version__}"
@@ -52,7 +55,21 @@ def test_launch_buttons_open_the_release():
 
 
 def test_there_are_chapter_notebooks():
-    assert len(NOTEBOOKS) >= 8
+    assert len(CHAPTERS) >= 8 and set(CHAPTERS) <= set(NOTEBOOKS)
+
+
+GITHUB_LINK = re.compile(r"github(?:\.com)?/([\w.-]+/[\w.-]+?)(?:\.git)?(?:/(?:blob|tree)/([\w.-]+))?(?=[/\s\"')\]@]|$)")
+TEXTS = [*NOTEBOOKS, *(ROOT / "book").glob("*.md"), ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_to_the_repository_uses_the_release(path):
+    """Colab links written in the pages (``colab.research.google.com/github/<repo>/blob/<tag>/...``) and GitHub
+    links name the repository of ``_config.yml`` and, where they name a ref, the release tag."""
+    repo = REPO_URL.removeprefix("https://github.com/")
+    for m in GITHUB_LINK.finditer(path.read_text(encoding="utf-8")):
+        assert m.group(1) == repo, f"{path.name}: link to {m.group(1)!r}, the repository is {repo!r}"
+        assert m.group(2) in (None, RELEASE), f"{path.name}: link to ref {m.group(2)!r}, the release is {RELEASE!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
