@@ -35,7 +35,7 @@ def run(path: str, mode: str, timeout: int) -> tuple[float, str]:
         client.execute()
         status = "ok"
     except CellExecutionError as err:
-        lines = [ln for ln in str(err).splitlines() if "Error" in ln]
+        lines = [ln for ln in str(err).splitlines() if "Error" in ln]  # the exception line of the failing cell
         status = "FAIL: " + (lines[-1] if lines else str(err).splitlines()[0])[:120]
     except Exception as err:  # a timeout or a dead kernel: report and go on
         status = f"FAIL: {type(err).__name__}: {str(err)[:100]}"
@@ -52,7 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--modes", default="quick,full", help="comma-separated: quick, full, paper")
     p.add_argument("--chapters", default="", help="comma-separated prefixes, e.g. 02,05 (default: all)")
-    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (a stalled kernel is retried once)")
     p.add_argument("--json", default=None, help="write the results to this file")
     a = p.parse_args()
     paths = sorted(glob.glob("book/0*.ipynb"))
@@ -65,6 +65,10 @@ def main() -> None:
         row = results.setdefault(os.path.basename(path), {})
         for mode in modes:
             row[mode] = run(path, mode, a.timeout)
+            if "Timeout" in row[mode][1] or "DeadKernel" in row[mode][1]:   # a stalled kernel: one more try
+                seconds, status = run(path, mode, a.timeout)
+                row[mode] = (seconds, status)
+                print(f"    {mode}: the first run stalled; retried: {status}", flush=True)
         print(f"{os.path.basename(path):40s} " + " ".join(
             f"{row[m][0]:>10.0f} s" if row[m][1] == "ok" else f"{'FAIL':>12s}" for m in modes), flush=True)
         for m in modes:

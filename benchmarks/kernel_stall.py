@@ -8,6 +8,15 @@ while the cell itself is short), as opposed to a cell that raises. Run it under 
 
 The kernel is started from the ``python`` on ``PATH`` (the kernelspec's ``argv``), so run it from the virtual
 environment whose ipykernel is under test; the script prints the ipykernel version that the kernel reports.
+Measured on the course's 2-core machine (other work running, load 10-17, plus stress-ng --cpu 2), quick mode,
+chapters 2 and 3 alternately, 120 s cell timeout (Dec 2026): ipykernel 7.4.0, 5 timed runs: 2 waited 117 s (9
+earlier untimed runs: none timed out, one took 154 s instead of 24-47 s); ipykernel 6.31.0, 5 timed runs: 1 waited
+116 s. Every long wait was on the client side, for the reply to chapter 2's live ``ipywidgets`` explorer cell (the
+kernel had gone idle; the reply was found only when the client's poll timed out); no request ever waited more than
+0.06 s in the kernel and no ``ZMQError`` was logged. Later batches (10 runs of chapter 2 with a live explorer, 60 s
+timeout, ipykernel 7.4.0) had no long wait. The book build now draws its explorers statically
+(``ICAR_EXPLORERS=static``), so it sends no widget traffic at all.
+
 Prints one line per run (with the longest wait of a request before the kernel read it) and a summary
 ``runs=N stalls=K slow=S errors=E``; exits 0 (it measures, it does not judge).
 """

@@ -115,6 +115,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (x 50 for the tiny figure-3 steps)")
+    p.add_argument("--chapters", default="ch3,ch4,ch5", help="comma-separated subset of ch3, ch4, ch5")
     a = p.parse_args()
     torch.set_num_threads(1)
     dev, f32 = a.device, torch.float32
@@ -129,21 +130,25 @@ def main() -> None:
               flush=True)
 
     print(f"device {dev}, 1 thread; estimate = time per step (median of 3 x {a.steps} steps) x paper step count")
-    line("ch3", "mesa, Gaussian, 10,080 sequences, 3 inits, 200 epochs", per_step(mesa_gaussian(dev, 84), a.steps, dev),
-         200, AUTHORS["mesa"], 3)
-    line("ch3", "mesa, sparse, 120 sequences, 3 inits, 200 epochs", per_step(mesa_gaussian(dev, 1), a.steps, dev),
-         200, None, 3)
-    line("ch4", "figure 3 right, 8 seeds, 100,000 GD steps", per_step(fig3_right(dev, 8), 50 * a.steps, dev),
-         100_000, AUTHORS["fig3-right"], 8)
-    heads = [h for h in range(1, 11) for _ in range(3)]
-    line("ch4", "H sweep, orthogonal, 30 models, 100,000 GD steps", per_step(fig3_right(dev, 30, heads), 50 * a.steps, dev),
-         100_000, None, 30)
-    line("ch5", "figure 5, 2 seeds x 2 starts, 2^14 x 50 tokens, 3,200 steps", per_step(fig5(dev, f32), a.steps, dev),
-         3200, AUTHORS["fig5"], 4)
-    line("ch5", "linear vs softmax, 4 models, batch 1024, 3,200 steps", per_step(linear_vs_softmax(dev, f32), a.steps, dev),
-         3200, None, 4)
-    t7 = per_step(fig7(dev, f32, 128), max(1, a.steps // 3), dev) * 4 * (1024 / 128)
-    line("ch5", "figure 7, 64 heads, 4 models, batch 1024 (from 1 model, batch 128)", t7, 3200, None, 4)
+    want = a.chapters.split(",")
+    if "ch3" in want:
+        line("ch3", "mesa, Gaussian, 10,080 sequences, 3 inits, 200 epochs",
+             per_step(mesa_gaussian(dev, 84), a.steps, dev), 200, AUTHORS["mesa"], 3)
+        line("ch3", "mesa, sparse, 120 sequences, 3 inits, 200 epochs",
+             per_step(mesa_gaussian(dev, 1), a.steps, dev), 200, None, 3)
+    if "ch4" in want:
+        line("ch4", "figure 3 right, 8 seeds, 100,000 GD steps",
+             per_step(fig3_right(dev, 8), 50 * a.steps, dev), 100_000, AUTHORS["fig3-right"], 8)
+        heads = [h for h in range(1, 11) for _ in range(3)]
+        line("ch4", "H sweep, orthogonal, 30 models, 100,000 GD steps",
+             per_step(fig3_right(dev, 30, heads), 50 * a.steps, dev), 100_000, None, 30)
+    if "ch5" in want:
+        line("ch5", "figure 5, 2 seeds x 2 starts, 2^14 x 50 tokens, 3,200 steps",
+             per_step(fig5(dev, f32), a.steps, dev), 3200, AUTHORS["fig5"], 4)
+        line("ch5", "linear vs softmax, 4 models, batch 1024, 3,200 steps",
+             per_step(linear_vs_softmax(dev, f32), a.steps, dev), 3200, None, 4)
+        t7 = per_step(fig7(dev, f32, 128), max(1, a.steps // 3), dev) * 4 * (1024 / 128)
+        line("ch5", "figure 7, 64 heads, 4 models, batch 1024 (from 1 model, batch 128)", t7, 3200, None, 4)
     print(f"total of the estimated paper-mode training: {sum(rows) / 60:.0f} min")
 
 

@@ -554,3 +554,181 @@ case(MH.pair_blocks, lambda: dict(C=_CP()["C"]), {"C": "real!"})
 case(MH.predicted_head_gram, lambda: dict(A0=torch.randn(2, 3, 3, dtype=torch.float64), B0=torch.randn(2, 3, 3, dtype=torch.float64),
                                           c=torch.ones(2, dtype=torch.float64)), {"A0": "real!", "B0": "real!", "c": "real!"})
 case(MH.token_coefficients, lambda: dict(**_CP(), states=_rot()["states"]), {**_CPk, "states": "real states"})
+
+# mesa
+from icar import mesa as ME  # noqa: E402
+
+_mx = lambda: ME.sample("gaussian", 3, 2, 5, seed=0)  # noqa: E731
+_KP = lambda: dict(zip(("K", "P"), ME.diagonal_init([0.5, 0.4], [0.5, 0.6], 2)))  # noqa: E731
+_KPk = {"K": "tensor!", "P": "tensor!"}
+_prep = lambda: ME.prepare(*_mx())  # noqa: E731
+_prepared = {"None": lambda v, i: None, "tuple": lambda v, i: (1, 2)}
+_im = {"None": lambda v, i: None, "tuple": lambda v, i: (1.0, 1.0, 1.0, 1.0)}
+_moments = lambda: ME.init_moments("gaussian", 2)  # noqa: E731
+_ms = {"float": lambda v, i: float("nan"), "string": lambda v, i: "1", "None": lambda v, i: None}
+case(ME.check_diagonal_unitary, lambda: dict(W=_mx()[1]), {"W": "complex!", "atol": "float>0"})
+case(ME.tokens, lambda: dict(states=_mx()[0]), {"states": "tensor!"})
+case(ME.sample, lambda: dict(law="gaussian", n=2, d=2, T=5, seed=0, scale=1.0),
+     {"law": "choice", "n": "int", "d": "int", "T": "int", "scale": "float>0", "seed": "seed", "device": "device"})
+case(ME.sign_patterns, lambda: dict(d=3), {"d": "int"})
+case(ME.symmetrize, lambda: dict(states=_mx()[0], W=_mx()[1], phases=2), {"states": "complex states", "W": "complex!",
+                                                                          "phases": "int"})
+case(ME.exact_population, lambda: dict(support=torch.ones(1, 2, dtype=torch.complex128), T=3, n_roots=7),
+     {"support": "tensor!", "T": "int", "n_roots": "int"})
+case(ME.diagonal_init, lambda: dict(a0=0.5, b0=0.5, d=2), {"a0": "float", "b0": "float", "d": "int", "device": "device"},
+     extra={"a0": {"nan in a list": lambda v, i: [0.5, float("nan")], "empty": lambda v, i: []}})
+for _f in (ME.relevant_blocks, ME.diagonals, ME.step_size, ME.structure_report):  # any leading dimensions
+    case(_f, _KP, _KPk, skip={"K": ("rank+1", "rank-1"), "P": ("rank+1", "rank-1")},
+         extra={"K": {"odd size": lambda v, i: v[..., :3, :3]}, "P": {"wrong width": lambda v, i: v[..., :3]}})
+case(ME.attention, lambda: dict(**_KP(), states=_mx()[0]), {**_KPk, "states": "complex states"})
+case(ME.MesaAttention, _KP, _KPk)
+case(lambda states: ME.MesaAttention(**_KP())(states), lambda: dict(states=_mx()[0]), {"states": "complex states"},
+     label="mesa.MesaAttention.forward")
+case(ME.one_step_gd_predictions, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float"})
+case(ME.prepare, lambda: dict(states=_mx()[0], W=_mx()[1]), {"states": "complex states", "W": "complex!", "chunk": "int"},
+     skip={"chunk": ("None",)})
+case(ME.loss_and_grad, lambda: dict(**_KP(), data=_prep()), _KPk, extra={"data": _prepared})
+case(ME.evaluate_loss, lambda: dict(**_KP(), data=_prep()), _KPk, extra={"data": _prepared})
+case(ME.gd, lambda: dict(K0=_KP()["K"], P0=_KP()["P"], data=_prep(), steps=2, lr=0.1),
+     {"K0": "tensor!", "P0": "tensor!", "steps": "int", "lr": "float>0", "record_every": "int"},
+     extra={"data": _prepared}, alias={"K0": ("K",), "P0": ("P",)})
+case(ME.reduced_terms, lambda: dict(states=_mx()[0]), {"states": "complex states", "chunk": "int"})
+case(ME.reduced_coefficients, lambda: dict(states=_mx()[0]), {"states": "complex states"})
+case(ME.ratio_estimate, lambda: dict(terms=ME.reduced_terms(_mx()[0])), {"terms": "real!"})
+case(ME.position_errors, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float", "chunk": "int"})
+case(ME.stable_lr, lambda: dict(M=1.0, a0=[0.5], b0=[0.5], p_hat=0.3, d=2),
+     {"M": "float>0", "p_hat": "float", "d": "int", "fraction": "float>0"}, extra={"a0": _ms, "b0": _ms})
+case(ME.reduced_gd, lambda: dict(a0=0.5, b0=0.5, M=1.0, N=0.5, d=2, lr=0.1, steps=3),
+     {"a0": "float", "b0": "float", "M": "float>0", "N": "float", "d": "int", "lr": "float>0", "steps": "int"})
+case(ME.reduced_flow, lambda: dict(a0=0.5, b0=0.5, M=1.0, N=0.5, d=2, times=torch.linspace(0, 1, 4, dtype=torch.float64)),
+     {"a0": "float", "b0": "float", "M": "float>0", "N": "float", "d": "int", "times": "real!", "substeps": "int"},
+     extra={"times": {"decreasing": lambda v, i: v.flip(0)}})
+case(ME.logistic_step, lambda: dict(p0=0.1, p_star=0.5, N=1.0, d=2, tau=torch.linspace(0, 1, 4, dtype=torch.float64)),
+     {"p0": "float>0", "p_star": "float>0", "N": "float>0", "d": "int", "tau": "real"})
+case(ME.limit_parameters, lambda: dict(a0=0.5, b0=0.4, p_star=0.3), {"a0": "float>0", "b0": "float>0", "p_star": "float>0"},
+     alias={"a0": ("a0 b0",), "b0": ("a0 b0",)})
+case(ME.init_moments, lambda: dict(law="gaussian", d=2, scale=1.0), {"law": "choice", "d": "int", "scale": "float>0"})
+case(ME.harmonic, lambda: dict(n=3), {"n": "int>=0"})
+case(ME.p_star, lambda: dict(m=_moments(), d=2, T=5), {"d": "int", "T": "int"}, extra={"m": _im})
+case(ME.population_coefficients, lambda: dict(m=_moments(), d=2, T=5), {"d": "int", "T": "int"}, extra={"m": _im})
+case(ME.reduced_loss_per_position, lambda: dict(p=0.3, t=3, A=1.0, B=1.0, C=1.0, D=1.0),
+     {"p": "float", "t": "int", "A": "float", "B": "float", "C": "float", "D": "float"})
+case(ME.support_coefficients, lambda: dict(support=torch.ones(2, 2, dtype=torch.complex128)), {"support": "tensor!"})
+case(ME.asymptotic_error, lambda: dict(m=_moments(), d=2), {"d": "int"}, extra={"m": _im})
+case(ME.prediction_ratios, lambda: dict(states=_mx()[0], p=0.5), {"states": "complex states", "p": "float"})
+case(ME.exact_gradient, lambda: dict(support=torch.ones(1, 2, dtype=torch.complex128), a=0.5, b=0.5, T=3),
+     {"support": "tensor!", "a": "float", "b": "float", "T": "int"})
+case(ME.uniform_init_states, lambda: dict(n=2, d=2, seed=0, scale=1.0), {"n": "int", "d": "int", "scale": "float>0"})
+case(ME.uniform_moments, lambda: dict(scale=1.0), {"scale": "float>0"})
+case(ME.loss_from_predictions, lambda: dict(pred=ME.one_step_gd_predictions(_mx()[0], 0.5), states=_mx()[0],
+                                            weights=torch.full((3,), 1 / 3, dtype=torch.float64)),
+     {"pred": "tensor!", "states": "complex states", "weights": "real!"},
+     skip={"pred": ("nan", "inf"), "weights": ("None",)})
+case(ME.train_symmetrized, lambda: dict(law="gaussian", base=2, d=2, T=4, a0=[0.5], b0=[0.5], steps=1, seed=0, phases=1),
+     {"law": "choice", "base": "int", "d": "int", "T": "int", "steps": "int", "seed": "seed", "scale": "float>0",
+      "phases": "int", "fraction": "float>0"}, extra={"a0": _ms, "b0": _ms}, alias={"base": ("n",)})
+
+# augmented
+from icar import augmented as AU  # noqa: E402
+
+_ALA = lambda: AU.AugmentedLinearAttention(2, 2, dtype=torch.complex128)  # noqa: E731
+_model_bad = {"None": lambda v, i: None, "other model": lambda v, i: MO.FixedLinear(2, 2)}
+_m3 = {"None": lambda v, i: None, "tuple": lambda v, i: (1.0, 1.0, 1.0, 1.0)}
+case(AU.augment, lambda: dict(states=complex_states()), {"states": "tensor!"})
+case(AU.prefix_gram, lambda: dict(tokens=AU.augment(complex_states())), {"tokens": "tensor"})
+case(AU.block, lambda: dict(X=torch.zeros(6, 6), a=0, b=1, d=2), {"X": "tensor", "d": "int"},
+     extra={"a": {"three": lambda v, i: 3, "bool": lambda v, i: True, "float": lambda v, i: 1.0},
+            "b": {"negative": lambda v, i: -1, "None": lambda v, i: None}},
+     alias={"a": ("slot indices",), "b": ("slot indices",), "d": ("X",)}, skip={"X": ("nan", "inf", "int dtype")})
+case(AU.live_mask, lambda: dict(d=2), {"d": "int"})
+case(AU.gd_construction, lambda: dict(d=2, eta=0.3), {"d": "int", "eta": "float", "dtype": "dtype"})
+case(AU.AugmentedLinearAttention, lambda: dict(n_models=2, d=2, init_scale=0.1, dtype=torch.complex128),
+     {"n_models": "int", "d": "int", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed", "device": "device"})
+case(lambda tokens: _ALA()(tokens), lambda: dict(tokens=AU.augment(complex_states())), {"tokens": "complex!"},
+     skip={"tokens": ("rank+1",)}, label="augmented.AugmentedLinearAttention.forward")
+case(lambda states: _ALA().predict(states), lambda: dict(states=complex_states()), {"states": "complex states"},
+     skip={"states": ("length 1", "rank+1")}, alias={"states": ("tokens",)}, label="augmented.AugmentedLinearAttention.predict")
+case(AU.next_token_loss, lambda: dict(pred=_ALA().predict(complex_states()), target=complex_states()),
+     {"pred": "tensor", "target": "tensor"}, skip={"pred": ("nan", "inf")})
+case(AU.ar_batches, lambda: dict(d=2, T=4, batch=3), {"d": "int", "T": "int", "batch": "int", "dtype": "dtype"},
+     extra={"scales": {"zero": lambda v, i: (0.0,), "nan": lambda v, i: (float("nan"),)},
+            "inits": {"empty": lambda v, i: ()}})
+case(AU.train_augmented, lambda: dict(d=2, T=4, n_seeds=1, batch=2, schedule=((1, 0.01),)),
+     {"n_seeds": "int", "batch": "int", "init_scale": "float>=0"},
+     extra={"schedule": {"empty": lambda v, i: (), "nan lr": lambda v, i: ((1, float("nan")),),
+                         "zero steps": lambda v, i: ((0, 0.01),), "None": lambda v, i: None}})
+case(AU.read_structure, lambda: dict(model=_ALA()), {}, extra={"model": _model_bad})
+case(AU.per_position_errors, lambda: dict(model=_ALA(), states=complex_states()), {"states": "complex states"},
+     extra={"model": _model_bad}, skip={"states": ("rank+1",)}, alias={"states": ("tokens",)})  # (G, B, T, d) valid
+case(AU.held_out_loss, lambda: dict(model=_ALA(), states=complex_states()), {"states": "complex states"},
+     extra={"model": _model_bad}, skip={"states": ("rank+1",)}, alias={"states": ("tokens",)})
+case(AU.shared_step, lambda: dict(n_max=4, d=3, m=TH.phase_moments(3)), {"n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.error_curve, lambda: dict(eta=0.3, n_max=4, d=3, m=TH.phase_moments(3)),
+     {"eta": "float>=0", "n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.per_prefix_steps, lambda: dict(T=4, d=3, m=TH.phase_moments(3)), {"T": "int", "d": "int"}, extra={"m": _m3})
+case(AU.shared_loss, lambda: dict(n_max=4, d=3, m=TH.phase_moments(3)), {"n_max": "int", "d": "int"}, extra={"m": _m3})
+case(AU.error_split, lambda: dict(eta=0.3, n=4, d=3, m=TH.phase_moments(3)), {"eta": "float>=0", "n": "int", "d": "int"},
+     extra={"m": _m3})
+case(AU.empirical_error_split, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>=0"})
+case(AU.inner_gradient_step, lambda: dict(states=complex_states(), eta=0.3), {"states": "states", "eta": "float>0"})
+case(AU.moments_of, lambda: dict(law="phases", d=3), {"law": "choice", "d": "int"})
+
+# noncommuting
+from icar import noncommuting as NC  # noqa: E402
+
+_hs = lambda: NC.haar_sequences(3, 2, 5, seed=0).states  # noqa: E731
+_mus = lambda: torch.tensor([1.0, 2.0], dtype=torch.float64)  # noqa: E731
+_pe = lambda: NC.pe_sequences(_mus(), 3, 5, seed=0)  # noqa: E731
+_ids = {"float": lambda v, i: v.double(), "None": lambda v, i: None, "numpy": lambda v, i: v.numpy(),
+        "rank+1": lambda v, i: v[None]}
+case(NC.haar_sequences, lambda: dict(n=2, d=2, T=4, seed=0), {"n": "int", "d": "int", "T": "int", "start": "choice",
+                                                              "dtype": "dtype", "seed": "seed"})
+case(NC.augment, lambda: dict(states=_hs()), {"states": "tensor"})
+case(NC.split_inputs_targets, lambda: dict(states=_hs(), augmented=True), {"states": "states"})
+case(NC.AugmentedAttention, lambda: dict(n_models=2, d=2, init_scale=0.1),
+     {"n_models": "int", "d": "int", "attention": "choice", "init_scale": "float>=0", "dtype": "dtype", "seed": "seed"},
+     skip={"init_scale": ("None",)})
+case(lambda tokens: NC.AugmentedAttention(2, 2)(tokens), lambda: dict(tokens=NC.augment(_hs())), {"tokens": "real"},
+     label="noncommuting.AugmentedAttention.forward")
+case(NC.PositionalTokenAttention, lambda: dict(n_models=2, d=2, heads=2, max_len=8),
+     {"n_models": "int", "d": "int", "heads": "int", "max_len": "int", "dtype": "dtype"})
+case(NC.kq_blocks, lambda: dict(Q=torch.randn(2, 6, 6, dtype=torch.float64), d=2), {"Q": "tensor!", "d": "int"},
+     alias={"d": ("Q",)})
+case(NC.relative_distance_to_scalar, lambda: dict(X=torch.randn(2, 3, 3, dtype=torch.float64)), {"X": "tensor"},
+     extra={"X": {"zero": lambda v, i: torch.zeros_like(v)}})
+case(NC.gd_features, lambda: dict(states=_hs()), {"states": "real states"})
+case(NC.one_step_gd_baselines, lambda: dict(train_states=_hs(), test_states=_hs()),
+     {"train_states": "real states", "test_states": "real states"}, alias={"train_states": ("states",), "test_states": ("states",)})
+case(NC.position_mass, lambda: dict(attn=torch.full((2, 5, 5), 0.2, dtype=torch.float64), position=0, first_row=2),
+     {"attn": "real"}, extra={"position": {"bool": lambda v, i: True, "negative": lambda v, i: -1},
+                              "first_row": {"too large": lambda v, i: 9, "float": lambda v, i: 2.0}},
+     skip={"attn": ("rank-1",)})
+case(NC.uniform_mass, lambda: dict(T=5, first_row=2), {"T": "int"},
+     extra={"first_row": {"equal to T": lambda v, i: 5, "negative": lambda v, i: -1, "bool": lambda v, i: True}})
+case(NC.trig_prediction, lambda: dict(states=_hs()), {"states": "real states"})
+case(NC.pe_sequences, lambda: dict(mus=_mus(), n=2, T=4, seed=0), {"mus": "real!", "n": "int", "T": "int"},
+     extra={"mus": {"zero": lambda v, i: torch.zeros_like(v)}}, alias={"mus": ("mu",)})
+case(NC.PEOnly, lambda: dict(n_models=2, T=4), {"n_models": "int", "T": "int"})
+case(NC.pe_gram, lambda: dict(mus=_mus(), t=3), {"mus": "real!", "t": "int"},
+     extra={"mus": {"zero": lambda v, i: torch.zeros_like(v)}}, alias={"mus": ("mu",)})
+case(NC.pe_empirical_gram, lambda: dict(states=_pe(), t=3), {"states": "complex!", "t": "int"},
+     extra={"t": {"too large": lambda v, i: 9}})
+case(NC.pe_gd_closed_form, lambda: dict(G=NC.pe_gram(_mus(), 3), alpha=0.2, steps=torch.arange(4)),
+     {"G": "real!", "alpha": "float>0"}, extra={"steps": {"float": lambda v, i: v.double(), "negative": lambda v, i: v - 5,
+                                                          "None": lambda v, i: None}})
+case(NC.window_ar_errors, lambda: dict(windows=torch.randn(2, 4, 3, dtype=torch.float64)), {"windows": "real states"})
+case(NC.window_has_repeat, lambda: dict(ids=torch.tensor([[1, 2, 1], [3, 4, 5]])), {}, extra={"ids": _ids})
+case(NC.make_windows, lambda: dict(ids=torch.arange(12), L=4), {"L": "int"}, extra={"ids": _ids})
+case(NC.random_unit_vectors, lambda: dict(V=4, d=3, seed=0), {"V": "int", "d": "int", "seed": "seed"})
+case(NC.check_orthogonal_contexts, lambda: dict(W=D.haar_orthogonal(2, 3, seed=0)), {"W": "real!"})
+case(NC.minibatches, lambda: dict(inputs=_hs(), targets=_hs(), batch_size=2),
+     {"inputs": "tensor", "targets": "tensor", "batch_size": "int"}, skip={"inputs": ("int dtype",), "targets": ("int dtype",)})
+case(NC.per_position_mse, lambda: dict(pred=_hs()[None], target=_hs()), {"pred": "tensor!", "target": "tensor"},
+     skip={"pred": ("nan", "inf", "rank-1"), "target": ("nan", "inf", "int dtype")})
+case(NC.mse_standard_error, lambda: dict(pred=_hs()[None], target=_hs()), {"pred": "tensor!", "target": "tensor"},
+     skip={"pred": ("nan", "inf", "rank-1"), "target": ("nan", "inf", "int dtype")})
+case(NC.pe_early_stopping, lambda: dict(mus=_mus(), T=4, max_steps=10),
+     {"mus": "real!", "T": "int", "lr": "float>0", "threshold": "float>0", "max_steps": "int"}, alias={"mus": ("mu",)})
+case(NC.pe_targets, lambda: dict(states=_pe()), {},
+     extra={"states": {"None": lambda v, i: None, "numpy": lambda v, i: v.numpy(), "length 2": lambda v, i: v[..., :2, :],
+                       "rank-2": lambda v, i: v[0, 0]}})

@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import icar
+import icar.augmented
 import icar.kernel_transformer
 import icar.kernels
+import icar.mesa
 import icar.multihead
 import icar.noncommuting
 import icar.planning
@@ -194,7 +196,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 MODULES = [icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
            icar.kernel_transformer, icar.softmax_icl, icar.planning,
-           icar.multihead]
+           icar.multihead, icar.mesa, icar.augmented, icar.noncommuting]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -205,6 +207,10 @@ EXCLUDED = {
     "icar.kernels.CKDResult", "icar.kernels.KaczmarzResult", "icar.kernels.EnergyBalance",  # records
     "icar.softmax_icl.ReducedRun", "icar.planning.PathData", "icar.planning.PlannerRun",  # records
     "icar.multihead.MCEstimate",  # a record
+    "icar.mesa.Prepared", "icar.mesa.GDRun", "icar.mesa.Experiment", "icar.mesa.InitMoments",  # records
+    "icar.augmented.Structure",  # a record
+    "icar.noncommuting.Baselines", "icar.noncommuting.Corpus",  # records
+    "icar.noncommuting.load_polarity_corpus",  # no arguments (reads the packaged corpus)
 }
 
 

@@ -234,3 +234,25 @@ def test_chapter_links_to_its_assignment_and_student_copy(chapter):
 def test_assignment_setup_installs_the_release_from_the_book_repository(chapter):
     src = nbformat.read(nb_path(SOURCE, chapter), as_version=4).cells[1].source
     assert f'REPO = "{CONFIG["repository"]["url"]}"' in src and f'RELEASE = "{RELEASE}"' in src
+
+
+def test_instructor_page_uses_the_book_repository_and_release():
+    page = (ROOT / "book" / "instructor.md").read_text(encoding="utf-8")
+    assert "book/instructor" in (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    url = CONFIG["repository"]["url"]
+    assert f'pip install "icar @ git+{url}@{RELEASE}"' in page
+    links = re.findall(r"https://(?:colab\.research\.google\.com/github|github\.com)/[^)\s\"]+", page)
+    assert links
+    for link in links:
+        assert link.startswith((f"{COLAB}/blob/{RELEASE}/", f"{url}@{RELEASE}")), link
+        if "/blob/" in link:
+            assert (ROOT / link.split(f"/blob/{RELEASE}/", 1)[1]).is_file(), link
+    for command in ('nbgrader generate_assignment "ch*" --force', 'nbgrader autograde "ch*" --force',
+                    "nbgrader export --to classroom/grades.csv", "python -m icar.classroom"):
+        assert command in page, command
+    source = Path(__file__).read_text(encoding="utf-8")
+    assert '"generate_assignment", "ch*", "--force"' in source and '"autograde", "ch*", "--force"' in source
+    for ch in CHAPTERS:
+        points = [ex.points for ex in exercises_of(ch)]
+        row = next(line for line in page.splitlines() if f"| {int(ch[2:])}: " in line)
+        assert re.findall(r"\((\d+)\)", row.split("|")[4]) == [str(p) for p in points], row

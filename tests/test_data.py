@@ -155,3 +155,67 @@ def test_missing_device_is_refused():
         D.sample_ar("haar", 2, 2, 3, seed=0, device="cuda")
     with pytest.raises(ValueError, match="device must be"):
         D.sample_ar("haar", 2, 2, 3, seed=0, device="tpu")
+
+
+# ------------------------------------------------------------------ laws: moments, not only supports
+def _mc_close(samples: torch.Tensor, expected, k: float = 5.0) -> None:
+    """Monte-Carlo check: the mean of ``samples`` (over dim 0) is within ``k`` standard errors of ``expected``.
+
+    The standard error is computed here, from the samples (sd / sqrt(n)), never taken from the code under test."""
+    n = samples.shape[0]
+    mean = samples.mean(0)
+    se = samples.std(0) / math.sqrt(n)
+    exp = torch.as_tensor(expected, dtype=mean.dtype).expand_as(mean)
+    assert ((mean - exp).abs() <= k * se + 1e-12).all(), (mean, exp, se)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_sphere_law_is_isotropic(dtype):
+    # Uniform on the unit sphere: E x = 0 and E x x^* = I/d (and E x x^T = 0 if complex). A fixed unit vector, or a
+    # law that favours some coordinates, has unit norm too but fails these moments.
+    n, d = 8000, 4
+    x = D.initial_states("sphere", n, d, seed=1, dtype=dtype)
+    assert torch.allclose(torch.linalg.vector_norm(x, dim=-1), torch.ones(n, dtype=torch.float64))
+    _mc_close(torch.view_as_real(x).reshape(n, -1) if x.is_complex() else x, 0.0)
+    outer = x[:, :, None] * x[:, None, :].conj()
+    eye = torch.eye(d, dtype=torch.float64) / d
+    _mc_close(outer.real.reshape(n, -1), eye.reshape(-1))
+    if x.is_complex():
+        _mc_close(outer.imag.reshape(n, -1), 0.0)
+        _mc_close(torch.view_as_real(x[:, :, None] * x[:, None, :]).reshape(n, -1), 0.0)
+    assert (torch.linalg.vector_norm(D.initial_states("sphere", 50, d, seed=2, scale=3.0), dim=-1) - 3.0).abs().max() < 1e-12
+
+
+def test_gaussian_law_moments_and_scale():
+    n, d, c = 8000, 3, 2.0
+    x = D.initial_states("gaussian", n, d, seed=3, scale=c)
+    assert x.dtype == torch.float64
+    _mc_close(x, 0.0)
+    _mc_close((x[:, :, None] * x[:, None, :]).reshape(n, -1), (c**2 * torch.eye(d, dtype=torch.float64)).reshape(-1))
+    z = D.initial_states("gaussian", n, d, seed=3, scale=c, dtype=torch.complex128)
+    assert z.dtype == torch.complex128
+    _mc_close(z.abs().pow(2), c**2)                       # E|x_k|^2 = c^2
+    _mc_close(z.abs().pow(4), 2 * c**4)                   # circular complex Gaussian: E|x|^4 = 2 c^4
+    _mc_close(z.real * z.imag, 0.0)
+    _mc_close(z.real.pow(2) - z.imag.pow(2), 0.0)         # real and imaginary parts have equal variance
+
+
+def test_sparse_law_index_and_sign_are_uniform():
+    n, d, c = 6000, 4, 1.5
+    x = D.initial_states("sparse", n, d, seed=4, scale=c)
+    assert ((x != 0).sum(-1) == 1).all() and set(x[x != 0].tolist()) == {-c, c}
+    _mc_close((x != 0).double(), 1.0 / d)                 # the index J is uniform
+    _mc_close(x.sum(-1, keepdim=True), 0.0)               # the sign is symmetric
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_phases_law(dtype):
+    n, d, c = 6000, 4, 2.0
+    x = D.initial_states("phases", n, d, seed=5, scale=c, dtype=dtype)
+    assert x.dtype == dtype
+    assert torch.allclose(x.abs(), torch.full((n, d), c / math.sqrt(d), dtype=torch.float64))
+    _mc_close(torch.view_as_real(x).reshape(n, -1) if x.is_complex() else x, 0.0)   # random phases / signs
+    if x.is_complex():
+        _mc_close(torch.view_as_real(x.pow(2)).reshape(n, -1), 0.0)                 # phases uniform, not +-1 only
+    ones = D.initial_states("ones", 2, d, seed=0, scale=c, dtype=dtype)
+    assert ones.dtype == dtype and torch.equal(ones, torch.full((2, d), c, dtype=dtype))

@@ -11,6 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from icar import estimators, kernels, lens, mesa  # noqa: E402
+from icar.figures import ch09 as figures  # noqa: E402
 
 D, T = 4, 33
 EPS = torch.finfo(torch.float64).eps
@@ -169,7 +170,7 @@ def test_softmax_one_layer_is_the_successor_average(real):
 
 # ----------------------------------------------------------------------------------------------- figure
 def test_plot_lens_draws_both_panels(errors):
-    fig = lens.plot_lens(errors, {"gd_optimal": lens.gd_optimal_curve(T, D)}, ckd_depth=4)
+    fig = figures.plot_lens(errors, {"gd_optimal": lens.gd_optimal_curve(T, D)}, ckd_depth=4)
     top, bottom = fig.axes
     assert top.get_yscale() == "log" and bottom.get_yscale() == "log"
     assert top.get_legend() is not None and bottom.get_legend() is not None

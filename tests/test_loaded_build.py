@@ -59,3 +59,12 @@ def test_bad_settings_get_a_clear_error(tmp_path):
     assert out.returncode == 2 and "must be non-negative integers; got 'three'" in out.stderr
     out = run_script(tmp_path, LOADED_REF="no-such-ref")
     assert out.returncode == 2 and "unknown ref 'no-such-ref'" in out.stderr
+
+
+def test_ci_builds_once_and_pins_a_kernel_without_the_raw_reply_send():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.count("jupyter-book build . -W -n --keep-going") == 1   # no retry that could hide a flaky notebook
+    from packaging.requirements import Requirement
+    line = next(l for l in (ROOT / "requirements.txt").read_text().splitlines() if l.startswith("ipykernel"))
+    spec = Requirement(line).specifier
+    assert "7.4.0" in spec and not any(v in spec for v in ("7.0.0", "7.2.0", "7.3.0"))

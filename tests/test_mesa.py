@@ -112,7 +112,10 @@ def test_p_star_closed_forms():
 def test_monte_carlo_optimum_matches_p_star():
     d, T = 4, 10
     for law in ("gaussian", "ones"):
-        p, se = mesa.ratio_estimate(mesa.reduced_terms(mesa.sample(law, 2000, d, T, seed=5)[0]))
+        terms = mesa.reduced_terms(mesa.sample(law, 2000, d, T, seed=5)[0])
+        p, _ = mesa.ratio_estimate(terms)
+        Mi, Ni = terms[:, 0], terms[:, 1]   # delta-method standard error, computed here
+        se = ((Ni - p * Mi).std() / (math.sqrt(len(Mi)) * Mi.mean())).item()
         assert abs(p - mesa.p_star(mesa.init_moments(law, d), d, T)) < 4 * se + 1e-12
 
 
@@ -138,7 +141,10 @@ def test_position_errors_match_formula():
     for law in ("gaussian", "rademacher", "uniform"):
         m = mesa.init_moments(law, d)
         p = m.kappa1 / m.kappa2
-        mean, se = mesa.position_errors(mesa.sample(law, 3000, d, T, seed=8)[0], p)
+        states = mesa.sample(law, 3000, d, T, seed=8)[0]
+        mean, _ = mesa.position_errors(states, p)
+        sq = (mesa.one_step_gd_predictions(states, p)[0] - states[:, 2:]).abs().pow(2).sum(-1)
+        se = sq.std(0) / math.sqrt(sq.shape[0])   # computed here, not taken from position_errors
         A, B, C, D = d * m.kappa2, d * (d - 1) * m.kappa3, d * m.kappa1, d * m.m2
         formula = torch.tensor([2 * mesa.reduced_loss_per_position(p, t, A, B, C, D) for t in range(2, T)])
         assert ((mean - formula).abs() / (se + 1e-12)).max() < 4.5

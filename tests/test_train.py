@@ -97,3 +97,32 @@ def test_per_model_inputs_and_errors():
         tr.train(torch.nn.Linear(2, 2), _batch(), steps=2, lr=0.1, progress=False)
     with pytest.raises(ValueError, match="positive integer"):
         models.FixedLinear(0, 3)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_batched_sgd_matches_torch_sgd_with_momentum(momentum):
+    # Heavy ball b <- momentum * b + g, theta <- theta - lr * b: the update of torch.optim.SGD (dampening 0).
+    # Dropping the momentum, or applying it to the step instead of the buffer, changes the trajectory.
+    states, _ = D.sample_ar("haar", 16, 3, 5, seed=2, init="gaussian")
+    model = models.FixedLinear(1, 3, seed=4)
+    ref = torch.nn.Parameter(model.A.detach().clone())
+    opt = torch.optim.SGD([ref], lr=0.05, momentum=momentum)
+    tr.train(model, tr.fixed_batch(states, states[:, 1:]), steps=12, lr=0.05, optimizer="sgd", momentum=momentum,
+             progress=False)
+    for _ in range(12):
+        loss = tr.per_model_mse(torch.einsum("mij,btj->mbti", ref, states[:, :-1]), states[:, 1:]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(ref, model.A, atol=1e-12)
+
+
+def test_sgd_momentum_changes_the_path_and_lr_is_per_model():
+    states, _ = D.sample_ar("haar", 16, 3, 5, seed=2, init="gaussian")
+    batch = tr.fixed_batch(states, states[:, 1:])
+    plain = tr.train(models.FixedLinear(2, 3, seed=4), batch, steps=10, lr=[0.02, 0.05], optimizer="sgd", progress=False)
+    heavy = tr.train(models.FixedLinear(2, 3, seed=4), batch, steps=10, lr=[0.02, 0.05], optimizer="sgd",
+                     momentum=0.9, progress=False)
+    assert (heavy.losses[-1] < plain.losses[-1]).all()          # momentum accelerates this convex problem
+    # model m uses lr[m]: the second (larger) step size descends faster without momentum
+    assert plain.losses[-1, 1] < plain.losses[-1, 0]

@@ -42,10 +42,22 @@ from torch import nn
 from .data import sample_ar
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
-from .theory import Moments, gd_error
+from .theory import Moments, check_moments, gd_error
 from .train import per_model_sum_mse
 from .tokens import augment as _augment
-from .validate import require_floating, require_ndim, require_positive_int, require_shape
+from .validate import (
+    require_dtype,
+    require_finite,
+    require_floating,
+    require_int,
+    require_ndim,
+    require_nonnegative,
+    require_number,
+    require_positive,
+    require_positive_int,
+    require_real,
+    require_shape,
+)
 
 SLOTS = ("answer", "s_t", "s_{t-1}")
 
@@ -58,12 +70,14 @@ def augment(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_floating(states, "states")
+    require_finite(states, "states")
     return _augment(states)
 
 
 def prefix_gram(tokens: torch.Tensor) -> torch.Tensor:
     r""":math:`F_t = \sum_{j \le t} e_j e_j^*` for every prefix: ``(..., T, D)`` -> ``(..., T, D, D)`` (a cumsum)."""
     require_floating(tokens, "tokens")
+    require_finite(tokens, "tokens")
     if tokens.dim() < 2:
         raise ValueError(f"tokens must have shape (..., T, D); got {tuple(tokens.shape)}")
     return torch.cumsum(tokens[..., :, None] * tokens[..., None, :].conj(), dim=-3)
@@ -71,7 +85,11 @@ def prefix_gram(tokens: torch.Tensor) -> torch.Tensor:
 
 def block(X: torch.Tensor, a: int, b: int, d: int) -> torch.Tensor:
     """Block ``(a, b)`` (slots, 0..2) of a stack of ``3d x 3d`` matrices ``(..., 3d, 3d)`` -> ``(..., d, d)``."""
+    require_positive_int(d, "d")
+    require_ndim(X, "X", tuple(range(2, 8)), "(..., 3d, 3d)")
     require_shape(X, "X", (*X.shape[:-2], 3 * d, 3 * d), f"(..., 3d, 3d) with d={d}")
+    require_int(a, "a")
+    require_int(b, "b")
     if a not in (0, 1, 2) or b not in (0, 1, 2):
         raise ValueError(f"slot indices must be 0 (answer), 1 (s_t) or 2 (s_(t-1)); got ({a}, {b})")
     return X[..., a * d:(a + 1) * d, b * d:(b + 1) * d]
@@ -94,6 +112,8 @@ def gd_construction(d: int, eta: float, *, dtype: torch.dtype = torch.float64) -
     r"""The parameters of one gradient step with step ``eta``: :math:`[W_V]_{0,1} = I`, :math:`[W_{KQ}]_{2,1} = \eta I`,
     all else 0. Returns ``(W_V, W_KQ)``, each ``(3d, 3d)``."""
     require_positive_int(d, "d")
+    require_number(eta, "eta")
+    require_dtype(dtype)
     W_V = torch.zeros(3 * d, 3 * d, dtype=dtype)
     W_KQ = torch.zeros(3 * d, 3 * d, dtype=dtype)
     eye = torch.eye(d, dtype=dtype)
@@ -118,6 +138,8 @@ class AugmentedLinearAttention(BatchedModel):
                  dtype: torch.dtype = torch.float64, device: DeviceLike = "cpu"):
         super().__init__(n_models)
         self.d = require_positive_int(d, "d")
+        require_nonnegative(init_scale, "init_scale")
+        require_dtype(dtype)
         if not (dtype.is_floating_point or dtype.is_complex):
             raise TypeError(f"dtype must be a real floating or complex dtype; got {dtype}")
         if init_scale < 0:
@@ -162,6 +184,7 @@ class AugmentedLinearAttention(BatchedModel):
 
     def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         require_floating(tokens, "tokens")
+        require_finite(tokens, "tokens")
         M = self.n_models
         ok = tokens.dim() == 3 or (tokens.dim() == 4 and tokens.shape[0] >= 1 and M % tokens.shape[0] == 0)
         if not ok:
@@ -172,7 +195,8 @@ class AugmentedLinearAttention(BatchedModel):
                              f"states, see icar.augmented.augment); got {tuple(tokens.shape)}")
         if tokens.is_complex() != self.W_V.is_complex():
             kind = "complex" if self.W_V.is_complex() else "real"
-            raise TypeError(f"this model is {kind} ({self.W_V.dtype}) but the tokens have dtype {tokens.dtype}; "
+            raise TypeError(f"tokens must match the model: this model is {kind} ({self.W_V.dtype}) but the tokens have "
+                            f"dtype {tokens.dtype}; "
                             "use a complex model for complex (unitary) data and a real one for real data")
         return tokens.to(self.W_V.dtype)
 
@@ -218,6 +242,9 @@ class AugmentedLinearAttention(BatchedModel):
         r"""Predictions of :math:`s_{t+1}` for :math:`t = 1..T` from states ``(B, T, d)`` or ``(M, B, T, d)``:
         ``(M, B, T, d)``."""
         require_ndim(states, "states", (3, 4), "(B, T, d) or (G, B, T, d)")
+        require_floating(states, "states")
+        if states.shape[-2] < 1:
+            raise ValueError(f"states must hold at least one time step; got shape {tuple(states.shape)}")
         if states.dim() == 4:
             tokens = augment(states.flatten(0, 1)).unflatten(0, states.shape[:2])
         else:
@@ -243,6 +270,9 @@ def next_token_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     ``pred`` ``(M, B, T, d)`` (the model's output); ``target`` = states ``(B, T, d)`` or ``(G, B, T, d)``.
     """
+    require_floating(pred, "pred")
+    require_floating(target, "target")
+    require_finite(target, "target")
     out = pred
     d = target.shape[-1]
     if out.shape[-1] != d:
@@ -274,6 +304,9 @@ def ar_batches(d: int, T: int, batch: int, *, inits: tuple[str, ...] = ("phases"
     scales = tuple(1.0 if law == "phases" else 1.0 / math.sqrt(d) for law in inits) if scales is None else scales
     if len(scales) != len(inits):
         raise ValueError(f"scales must give one scale per law in inits ({len(inits)}); got {len(scales)}")
+    for c in scales:
+        require_positive(c, "scales")
+    require_dtype(dtype)
     dev = resolve_device(device)
 
     def fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,6 +332,14 @@ def train_augmented(d: int, T: int, *, n_seeds: int, inits: tuple[str, ...] = ("
     from .train import train
 
     require_positive_int(n_seeds, "n_seeds")
+    require_positive_int(batch, "batch")
+    if isinstance(schedule, (str, torch.Tensor)) or not isinstance(schedule, (tuple, list)):
+        raise TypeError(f"schedule must be a sequence of (steps, lr) pairs; got {type(schedule).__name__}")
+    for phase in schedule:
+        if not isinstance(phase, (tuple, list)) or len(phase) != 2:
+            raise ValueError(f"schedule must hold (steps, lr) pairs; got {phase!r}")
+        require_positive_int(phase[0], "schedule steps")
+        require_positive(phase[1], "schedule lr")
     if not schedule:
         raise ValueError("schedule must hold at least one (steps, lr) phase")
     model = AugmentedLinearAttention(n_seeds * len(inits), d, seed=seed + 1, init_scale=init_scale, dtype=dtype,
@@ -389,6 +430,11 @@ def per_position_errors(model: AugmentedLinearAttention, states: torch.Tensor) -
     :math:`\|\hat s_{t+1} - s_{t+1}\|^2`, ``(M, T-1)``, and its Monte-Carlo standard error ``(M, T-1)``.
 
     ``states`` ``(B, T, d)`` (shared) or ``(G, B, T, d)`` (one set per group of models)."""
+    if not isinstance(model, AugmentedLinearAttention):
+        raise TypeError(f"model must be an AugmentedLinearAttention; got {type(model).__name__}")
+    require_floating(states, "states")
+    if states.shape[-2] < 2:
+        raise ValueError(f"states must hold at least 2 time steps; got shape {tuple(states.shape)}")
     pred = model.predict(states)[..., :-1, :]
     target = states[..., 1:, :]
     if target.dim() == 4:
@@ -413,6 +459,7 @@ def shared_step(n_max: int, d: int, m: Moments) -> float:
     :math:`= 3d/(2n_{\max} + 3d - 2)` for unit-norm random phases. (A course derivation following Sander et al.,
     2024; the prefix with no pair predicts 0 whatever the step, so it does not enter.)
     """
+    check_moments(m)
     require_positive_int(d, "d")
     s1, s2 = _sums(n_max)
     return m.mu4 * s1 / (m.mu6 * s2 + (d - 1) * m.mu24 * s1)
@@ -421,8 +468,10 @@ def shared_step(n_max: int, d: int, m: Moments) -> float:
 def error_curve(eta: float, n_max: int, d: int, m: Moments) -> torch.Tensor:
     r"""Expected squared error :math:`e_n(\eta)` of one step with step ``eta`` for :math:`n = 0..n_{\max}` pairs
     ``(n_max + 1,)`` float64 (vectorised over ``n``); :math:`e_0 = d\mu_2` (the empty prefix predicts 0)."""
+    check_moments(m)
     require_positive_int(d, "d")
     require_positive_int(n_max, "n_max")
+    require_nonnegative(eta, "eta")
     n = torch.arange(n_max + 1, dtype=torch.float64)
     return d * (eta**2 * n**2 * m.mu6 - 2 * eta * n * m.mu4 + m.mu2 + eta**2 * n * (d - 1) * m.mu24)
 
@@ -431,6 +480,7 @@ def per_prefix_steps(T: int, d: int, m: Moments) -> torch.Tensor:
     r"""Best step for each prefix length, :math:`\eta_n = \mu_4/(n\mu_6 + (d-1)\mu_{24})` with :math:`n = t-1`
     pairs, as the ``(T,)`` tensor :func:`icar.estimators.gd_estimates` takes (the empty prefix gets :math:`\eta_1`; its
     estimate is 0 whatever the step)."""
+    check_moments(m)
     require_positive_int(T, "T")
     require_positive_int(d, "d")
     n = torch.arange(T, dtype=torch.float64).clamp_min(1)
@@ -447,6 +497,7 @@ def error_split(eta: float | torch.Tensor, n: int | torch.Tensor, d: int, m: Mom
     r"""The two parts of the one-step error with ``n`` pairs (an int, or a tensor of them): *shrinkage*
     :math:`d\,E[|x|^2(\eta n|x|^2 - 1)^2] = d(\eta^2 n^2 \mu_6 - 2\eta n\mu_4 + \mu_2)` and *Gram noise*
     :math:`d(d-1)\eta^2 n\mu_{24}`."""
+    check_moments(m)
     require_positive_int(d, "d")
     if isinstance(n, torch.Tensor):
         if n.is_complex() or bool((n < 1).any()):
@@ -454,6 +505,11 @@ def error_split(eta: float | torch.Tensor, n: int | torch.Tensor, d: int, m: Mom
         n = n.to(torch.float64)
     else:
         require_positive_int(n, "n")
+    if isinstance(eta, torch.Tensor):
+        require_real(eta, "eta")
+        require_finite(eta, "eta")
+    else:
+        require_nonnegative(eta, "eta")
     shrink = d * (eta**2 * n**2 * m.mu6 - 2 * eta * n * m.mu4 + m.mu2)
     noise = d * (d - 1) * eta**2 * n * m.mu24
     return shrink, noise
@@ -476,7 +532,11 @@ def empirical_error_split(states: torch.Tensor, eta: float | torch.Tensor) -> tu
     G = gram_moments(states)
     if isinstance(eta, torch.Tensor):
         require_shape(eta, "eta", (states.shape[1],), "(T,)")
+        require_real(eta, "eta")
+        require_finite(eta, "eta")
         eta = eta.to(dtype=G.real.dtype, device=G.device)[:, None, None]
+    else:
+        require_nonnegative(eta, "eta")
     D = torch.diag_embed(torch.diagonal(G, dim1=-2, dim2=-1))
     N = G - D
     eye = torch.eye(states.shape[-1], dtype=G.dtype, device=G.device)
@@ -495,6 +555,10 @@ def inner_gradient_step(states: torch.Tensor, eta: float) -> torch.Tensor:
     """
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_floating(states, "states")
+    require_finite(states, "states")
+    require_positive(eta, "eta")
+    if states.shape[1] < 2:
+        raise ValueError(f"states must hold at least 2 time steps (one pair); got shape {tuple(states.shape)}")
     n, T, d = states.shape
     W = torch.zeros(n, T, d, d, dtype=states.dtype, device=states.device, requires_grad=True)
     # residual of pair i (s_i -> s_{i+1}) seen by the prefix t, masked to i < t
@@ -514,6 +578,11 @@ def held_out_loss(model: AugmentedLinearAttention, states: torch.Tensor) -> tupl
     with its Monte-Carlo standard error ``(M,)`` (from the spread of the per-sequence losses).
 
     ``states`` ``(B, T, d)`` (shared) or ``(G, B, T, d)`` (one set per group of models)."""
+    if not isinstance(model, AugmentedLinearAttention):
+        raise TypeError(f"model must be an AugmentedLinearAttention; got {type(model).__name__}")
+    require_floating(states, "states")
+    if states.shape[-2] < 2:
+        raise ValueError(f"states must hold at least 2 time steps; got shape {tuple(states.shape)}")
     pred = model.predict(states)[..., :-1, :]
     target = states[..., 1:, :]
     if target.dim() == 4:

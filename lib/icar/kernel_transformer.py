@@ -161,9 +161,11 @@ class KernelDescentTransformer(BatchedModel):
         return (a @ v).sum(1)
 
     def first_layer(self, states: torch.Tensor) -> torch.Tensor:
-        r""":math:`\mathcal T_0`: augmented tokens ``(M, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head)."""
+        r""":math:`\mathcal T_0`: augmented tokens ``(G, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head),
+        for states ``(G, B, T, d)`` with ``G = M`` or ``G = 1`` (the fixed layer is the same for every model)."""
         e = self.embed(states)
-        return e + self._attend(e, self.Wq0[:, None], self.Wk0[:, None], self.Wv0[:, None], "softmax")
+        G = states.shape[0]
+        return e + self._attend(e, self.Wq0[:G, None], self.Wk0[:G, None], self.Wv0[:G, None], "softmax")
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         x = self.per_model(states, 3, "states")
@@ -173,7 +175,8 @@ class KernelDescentTransformer(BatchedModel):
         if x.shape[2] > self.max_len:
             raise ValueError(f"the prompt has T={x.shape[2]} tokens but the model was built for max_len={self.max_len}")
         require_min_length(x, "states", 2, 2, "tokens (T >= 2: the first pair is (x_1, x_2))")
-        e = self.first_layer(x)
+        # shared prompts: the fixed first layer is computed once and seen by every model (a view, no copy)
+        e = self.first_layer(states[None]).expand(x.shape[0], -1, -1, -1) if states.dim() == 3 else self.first_layer(x)
         content, rest = e[..., : 4 * self.d], e[..., 4 * self.d: self.C]
         for _ in range(self.n_layers):
             content = content + self._attend(torch.cat([content, rest], -1), self.Wq, self.Wk, self.Wv, self.attention)

@@ -35,7 +35,18 @@ from .estimators import gd_estimates, predictions
 from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, progress_enabled, resolve_device
 from .tokens import augment
-from .validate import require_ndim, require_positive_int, require_shape, require_tensor
+from .validate import (
+    require_finite,
+    require_floating,
+    require_nonnegative,
+    require_number,
+    require_positive,
+    require_positive_int,
+    require_ndim,
+    require_real,
+    require_shape,
+    require_tensor,
+)
 
 Seed = int | torch.Generator
 CDOUBLE = torch.complex128
@@ -43,8 +54,22 @@ SAMPLE_LAWS = ("gaussian", "sparse", "ones", "rademacher", "uniform")
 
 
 # ----------------------------------------------------------------------------------------------- validation
+def _numbers(x: float | Sequence[float] | torch.Tensor, name: str) -> torch.Tensor:
+    """One real number or one per model, finite: ``(M,)`` float64."""
+    if isinstance(x, torch.Tensor):
+        require_real(x, name)
+        require_finite(x, name)
+        return x.detach().to(torch.float64).flatten()
+    if isinstance(x, (list, tuple)):
+        if not x:
+            raise ValueError(f"{name} must hold at least one number; got an empty {type(x).__name__}")
+        return torch.tensor([require_number(v, name) for v in x], dtype=torch.float64)
+    return torch.tensor([require_number(x, name)], dtype=torch.float64)
+
+
 def _check_states(states: torch.Tensor, name: str = "states") -> torch.Tensor:
     require_ndim(states, name, (3,), "(n, T, d)")
+    require_finite(states, name)
     if not states.is_complex():
         raise TypeError(f"{name} must be complex (the unitary context rotates real states into the complex plane); "
                         f"got dtype {states.dtype}")
@@ -57,6 +82,8 @@ def _check_states(states: torch.Tensor, name: str = "states") -> torch.Tensor:
 def check_diagonal_unitary(W: torch.Tensor, name: str = "W", atol: float = 1e-10) -> torch.Tensor:
     """``W`` must be a complex batch ``(n, d, d)`` of *diagonal* unitary matrices; returns the eigenvalues ``(n, d)``."""
     require_ndim(W, name, (3,), "(n, d, d)")
+    require_finite(W, name)
+    require_positive(atol, "atol")
     if W.shape[-1] != W.shape[-2]:
         raise ValueError(f"{name} must be square, shape (n, d, d); got {tuple(W.shape)}")
     if not W.is_complex():
@@ -75,6 +102,9 @@ def check_diagonal_unitary(W: torch.Tensor, name: str = "W", atol: float = 1e-10
 def _check_params(K: torch.Tensor, P: torch.Tensor) -> int:
     require_ndim(K, "K", (3,), "(M, 2d, 2d)")
     require_ndim(P, "P", (3,), "(M, d, 2d)")
+    for x, name in ((K, "K"), (P, "P")):
+        require_floating(x, name)
+        require_finite(x, name)
     M, D, D2 = K.shape
     if D != D2 or D % 2:
         raise ValueError(f"K (W^KQ) must have shape (M, 2d, 2d); got {tuple(K.shape)}")
@@ -86,6 +116,8 @@ def _check_params(K: torch.Tensor, P: torch.Tensor) -> int:
 def tokens(states: torch.Tensor) -> torch.Tensor:
     r"""Tokens :math:`e_t = (x_t; x_{t-1})`, :math:`x_0 = 0`: ``(n, T, d)`` -> ``(n, T, 2d)``."""
     require_ndim(states, "states", (3,), "(n, T, d)")
+    require_floating(states, "states")
+    require_finite(states, "states")
     return augment(states, answer_slot=False)
 
 
@@ -95,6 +127,7 @@ def sample(law: str, n: int, d: int, T: int, *, seed: Seed, scale: float = 1.0,
     (``"gaussian"``, ``"sparse"``, ``"ones"`` of :func:`icar.data.initial_states`; ``"rademacher"``: i.i.d.
     :math:`\pm c`; ``"uniform"``: i.i.d. :math:`U[-c, c]`), stored complex.
     Returns ``(states (n, T, d), W (n, d, d))`` in complex128."""
+    require_positive(scale, "scale")
     g = make_generator(seed)
     W = unitary_diagonal(n, d, seed=g)
     if law == "uniform":
@@ -165,6 +198,8 @@ def exact_population(support: torch.Tensor, T: int, n_roots: int, weights: torch
     exact. Returns ``(states (S n_roots^d, T, d), W, weights)`` in complex128."""
     require_tensor(support, "support")
     require_ndim(support, "support", (2,), "(S, d)")
+    require_floating(support, "support")
+    require_finite(support, "support")
     require_positive_int(T, "T")
     require_positive_int(n_roots, "n_roots")
     if n_roots <= 3 * (T - 1):
@@ -174,6 +209,8 @@ def exact_population(support: torch.Tensor, T: int, n_roots: int, weights: torch
     if weights is None:
         weights = torch.full((S,), 1.0 / S, dtype=torch.float64)
     require_shape(weights, "weights", (S,), "(S,)")
+    require_real(weights, "weights")
+    require_finite(weights, "weights")
     if (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-12:
         raise ValueError("weights must be non-negative and sum to 1")
     grid = torch.cartesian_prod(*[torch.arange(n_roots)] * d).reshape(-1, d).to(torch.float64)
@@ -192,8 +229,7 @@ def diagonal_init(a0: float | Sequence[float] | torch.Tensor, b0: float | Sequen
     r"""The diagonal initialisation: :math:`W^{KQ}[d{:}2d, 0{:}d] = a_0 I`, :math:`W^{PV}[:, 0{:}d] = b_0 I`, zeros
     elsewhere. ``a0``, ``b0``: one number each or one per model ``(M,)``. Returns ``(K (M, 2d, 2d), P (M, d, 2d))``."""
     require_positive_int(d, "d")
-    a = torch.as_tensor(a0, dtype=torch.float64).flatten()
-    b = torch.as_tensor(b0, dtype=torch.float64).flatten()
+    a, b = _numbers(a0, "a0"), _numbers(b0, "b0")
     if a.numel() != b.numel():
         if a.numel() == 1:
             a = a.expand(b.numel())
@@ -211,8 +247,21 @@ def diagonal_init(a0: float | Sequence[float] | torch.Tensor, b0: float | Sequen
     return K.to(dev), P.to(dev)
 
 
+def _check_blocks(K: torch.Tensor, P: torch.Tensor) -> None:
+    """``K`` ``(..., 2d, 2d)`` and ``P`` ``(..., d, 2d)``, finite floating tensors (any leading dimensions)."""
+    for x, name in ((K, "K"), (P, "P")):
+        require_floating(x, name)
+        require_finite(x, name)
+        if x.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dimensions; got {tuple(x.shape)}")
+    D = K.shape[-1]
+    if K.shape[-2] != D or D % 2 or P.shape[-2:] != (D // 2, D):
+        raise ValueError(f"K and P must have shapes (..., 2d, 2d) and (..., d, 2d); got {tuple(K.shape)} and {tuple(P.shape)}")
+
+
 def relevant_blocks(K: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The two blocks that carry the prediction: ``K[..., d:, :d]`` and ``P[..., :, :d]``, each ``(..., d, d)``."""
+    _check_blocks(K, P)
     d = P.shape[-2]
     return K[..., d:, :d], P[..., :, :d]
 
@@ -237,6 +286,7 @@ def structure_report(K: torch.Tensor, P: torch.Tensor) -> dict[str, torch.Tensor
     * ``spread``: max over j of :math:`|a_j - \bar a|` and :math:`|b_j - \bar b|` (unequal diagonals);
     * ``imag``: max modulus of the imaginary parts on the two diagonals.
     """
+    _check_blocks(K, P)
     d = P.shape[-2]
     Kb, Pb = relevant_blocks(K, P)
     eye = torch.eye(d, dtype=torch.bool, device=K.device)
@@ -283,6 +333,14 @@ def attention(K: torch.Tensor, P: torch.Tensor, states: torch.Tensor) -> torch.T
 def loss_from_predictions(pred: torch.Tensor, states: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     r""":math:`\sum_{t=2}^{T-1} \mathrm{mean}_n \tfrac12\|\hat y_t - x_{t+1}\|^2` per model: ``(M,)``. ``weights``
     ``(n,)`` (summing to 1) replaces the plain mean by a weighted one."""
+    require_floating(pred, "pred")
+    _check_states(states)
+    if pred.dim() != 4 or pred.shape[1:] != (states.shape[0], states.shape[1] - 2, states.shape[2]):
+        raise ValueError(f"pred must have shape (M, n, T-2, d) for states {tuple(states.shape)}; got {tuple(pred.shape)}")
+    if weights is not None:
+        require_shape(weights, "weights", (states.shape[0],), "(n,)")
+        require_real(weights, "weights")
+        require_finite(weights, "weights")
     err = 0.5 * (pred - states[None, :, 2:]).abs().pow(2).sum((-1, -2))  # (M, n)
     if weights is None:
         return err.mean(1)
@@ -310,6 +368,7 @@ def one_step_gd_predictions(states: torch.Tensor, p: float | torch.Tensor) -> to
 
     ``p``: a number or ``(M,)``. Returns ``(M, n, T-2, d)`` aligned with :func:`attention`."""
     _check_states(states)
+    _numbers(p, "p")
     T = states.shape[1]
     p_t = torch.as_tensor(p, dtype=torch.float64).flatten()
     C = gd_estimates(states, _norm(T, torch.float64, torch.device("cpu")).to(states.device))  # C_t / (t-1)
@@ -349,6 +408,8 @@ def prepare(states: torch.Tensor, W: torch.Tensor, weights: torch.Tensor | None 
     if weights is None:
         weights = torch.full((n,), 1.0 / n, dtype=torch.float64, device=states.device)
     require_shape(weights, "weights", (n,), "(n,)")
+    require_real(weights, "weights")
+    require_finite(weights, "weights")
     if (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-9:
         raise ValueError("weights must be non-negative and sum to 1")
     chunks = []
@@ -370,6 +431,8 @@ def loss_and_grad(K: torch.Tensor, P: torch.Tensor, data: Prepared) -> tuple[tor
     :math:`\hat y_t = [\tilde P R_t \tilde K x_t + (P e_1)(e_1^* K F x_t)]/(t-1)` with :math:`\tilde P = PF`,
     :math:`\tilde K = F^* K F`: :math:`O(M n T d^2)` instead of :math:`O(M n T^2 d)`."""
     d = _check_params(K, P)
+    if not isinstance(data, Prepared):
+        raise TypeError(f"data must be icar.mesa.Prepared (from prepare(states, W)); got {type(data).__name__}")
     if data.d != d:
         raise ValueError(f"data have d={data.d} but the parameters are for d={d}")
     loss = torch.zeros(K.shape[0], dtype=torch.float64, device=K.device)
@@ -456,7 +519,9 @@ def gd(K0: torch.Tensor, P0: torch.Tensor, data: Prepared, *, steps: int, lr: fl
     require_positive_int(steps, "steps")
     require_positive_int(record_every, "record_every")
     M = K0.shape[0]
-    lr_t = torch.as_tensor(lr, dtype=torch.float64).flatten()
+    if not isinstance(data, Prepared):
+        raise TypeError(f"data must be icar.mesa.Prepared (from prepare(states, W)); got {type(data).__name__}")
+    lr_t = _numbers(lr, "lr")
     if lr_t.numel() == 1:
         lr_t = lr_t.expand(M)
     if lr_t.numel() != M or (lr_t <= 0).any():
@@ -524,6 +589,11 @@ def ratio_estimate(terms: torch.Tensor) -> tuple[float, float]:
     r"""Monte-Carlo estimate of :math:`p^* = E N_i / E M_i` from i.i.d. :func:`reduced_terms` and its standard error
     (delta method: :math:`\mathrm{sd}(N_i - \hat p M_i) / (\sqrt n\, \bar M)`)."""
     require_ndim(terms, "terms", (2,), "(n, 3)")
+    require_real(terms, "terms")
+    require_finite(terms, "terms")
+    if terms.shape[0] < 2 or terms.shape[1] != 3 or not bool(terms[:, 0].mean() > 0):
+        raise ValueError(f"terms must have shape (n, 3) with n >= 2 and a positive mean M_i (from reduced_terms); "
+                         f"got shape {tuple(terms.shape)}")
     Mi, Ni = terms[:, 0], terms[:, 1]
     p = (Ni.mean() / Mi.mean()).item()
     se = ((Ni - p * Mi).std() / (math.sqrt(terms.shape[0]) * Mi.mean())).item()
@@ -534,6 +604,10 @@ def position_errors(states: torch.Tensor, p: float, *, chunk: int = 512) -> tupl
     r"""Squared error :math:`\|\hat y_t - x_{t+1}\|^2` of the two-scalar model with step ``p`` at every position
     t = 2..T-1: mean and standard error over the sequences, each ``(T-2,)``."""
     _check_states(states)
+    require_number(p, "p")
+    require_positive_int(chunk, "chunk")
+    if states.shape[0] < 2:
+        raise ValueError(f"states must hold n >= 2 sequences for a standard error; got shape {tuple(states.shape)}")
     parts = []
     for s in range(0, states.shape[0], chunk):
         x = states[s:s + chunk]
@@ -547,8 +621,11 @@ def stable_lr(M: float, a0: Sequence[float] | torch.Tensor, b0: Sequence[float] 
     r"""One step size per model: ``fraction`` of the stability limit of the reduced dynamics,
     :math:`\eta = \text{fraction}\cdot d / (M \max(a_0^2 + b_0^2, 2\hat p))` (the curvature of the loss along the
     two scalars is at most :math:`(a^2 + b^2) M / d`, and :math:`a^2 + b^2 \ge 2ab`)."""
-    a = torch.as_tensor(a0, dtype=torch.float64).flatten()
-    b = torch.as_tensor(b0, dtype=torch.float64).flatten()
+    require_positive(M, "M")
+    require_number(p_hat, "p_hat")
+    require_positive_int(d, "d")
+    require_positive(fraction, "fraction")
+    a, b = _numbers(a0, "a0"), _numbers(b0, "b0")
     return fraction * d / (M * torch.clamp(a**2 + b**2, min=2 * p_hat))
 
 
@@ -559,9 +636,12 @@ def reduced_gd(a0: torch.Tensor | float, b0: torch.Tensor | float, M: float, N: 
     Returns ``(a, b)``, each ``(steps+1, M)`` (row k = after k steps)."""
     require_positive_int(d, "d")
     require_positive_int(steps, "steps")
-    a = torch.as_tensor(a0, dtype=torch.float64).flatten().clone()
-    b = torch.as_tensor(b0, dtype=torch.float64).flatten().clone()
-    eta = torch.as_tensor(lr, dtype=torch.float64).flatten()
+    require_positive(M, "M")
+    require_number(N, "N")
+    a, b = _numbers(a0, "a0").clone(), _numbers(b0, "b0").clone()
+    eta = _numbers(lr, "lr")
+    if not bool((eta > 0).all()):
+        raise ValueError(f"lr must be positive; got {eta.tolist()}")
     A, B = [a.clone()], [b.clone()]
     for _ in range(steps):  # sequential by nature: step k+1 needs step k
         g = (M * a * b - N) / d
@@ -577,8 +657,15 @@ def reduced_flow(a0: torch.Tensor | float, b0: torch.Tensor | float, M: float, N
     grid ``times`` (``(K,)``, increasing, starting at 0), ``substeps`` RK4 steps per interval. Returns ``(a, b)``,
     each ``(K, M)``."""
     require_ndim(times, "times", (1,), "(K,)")
-    a = torch.as_tensor(a0, dtype=torch.float64).flatten().clone()
-    b = torch.as_tensor(b0, dtype=torch.float64).flatten().clone()
+    require_real(times, "times")
+    require_finite(times, "times")
+    if times.numel() < 1 or bool((times.diff() < 0).any()):
+        raise ValueError(f"times must be a non-empty increasing grid; got {times.tolist()[:6]}")
+    require_positive_int(d, "d")
+    require_positive_int(substeps, "substeps")
+    require_positive(M, "M")
+    require_number(N, "N")
+    a, b = _numbers(a0, "a0").clone(), _numbers(b0, "b0").clone()
 
     def f(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = (M * a * b - N) / d
@@ -602,16 +689,22 @@ def reduced_flow(a0: torch.Tensor | float, b0: torch.Tensor | float, M: float, N
 def logistic_step(p0: float, p_star: float, N: float, d: int, tau: torch.Tensor) -> torch.Tensor:
     r"""Closed form of the balanced flow (:math:`a_0 = b_0 > 0`): :math:`p(\tau) = p^*/(1 + (p^*/p_0 - 1)
     e^{-2N\tau/d})`."""
-    if p0 <= 0:
-        raise ValueError(f"the logistic solution needs p0 = a0 b0 > 0; got {p0}")
+    require_positive_int(d, "d")
+    require_positive(p_star, "p_star")
+    require_positive(N, "N")
+    require_real(tau, "tau")
+    require_finite(tau, "tau")
+    if require_number(p0, "p0") <= 0:
+        raise ValueError(f"p0 must be > 0 (the logistic solution needs p0 = a0 b0 > 0); got {p0}")
     return p_star / (1 + (p_star / p0 - 1) * torch.exp(-2 * N * tau / d))
 
 
 def limit_parameters(a0: float, b0: float, p_star: float) -> tuple[float, float]:
     r"""Where the flow ends: :math:`\tilde a^2 = (\delta + \sqrt{\delta^2 + 4p^{*2}})/2`, :math:`\tilde b = p^*/\tilde a`,
     :math:`\delta = a_0^2 - b_0^2`, with the sign of :math:`a_0` (requires :math:`a_0 b_0 > 0`)."""
-    if a0 * b0 <= 0:
-        raise ValueError(f"the flow converges to p* only from a0 b0 > 0; got a0={a0}, b0={b0}")
+    require_positive(p_star, "p_star")
+    if require_number(a0, "a0") * require_number(b0, "b0") <= 0:
+        raise ValueError(f"a0 b0 must be positive (the flow converges to p* only from a0 b0 > 0); got a0={a0}, b0={b0}")
     delta = a0**2 - b0**2
     a = math.copysign(math.sqrt((delta + math.sqrt(delta**2 + 4 * p_star**2)) / 2), a0)
     return a, p_star / a
@@ -638,7 +731,7 @@ def init_moments(law: str, d: int, scale: float = 1.0) -> InitMoments:
     :math:`(\sigma^2, 2\sigma^4, 6\sigma^6, 2\sigma^6)`; sparse :math:`\pm c e_J`: :math:`(c^2/d, c^4/d, c^6/d, 0)`;
     all-ones :math:`c\mathbf 1`: :math:`(c^2, c^4, c^6, c^6)`; Rademacher :math:`\pm c`: the same as all-ones."""
     require_positive_int(d, "d")
-    if not (isinstance(scale, (int, float)) and scale > 0):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number; got {scale!r}")
     s2 = float(scale) ** 2
     if law == "gaussian":
@@ -656,7 +749,7 @@ def init_moments(law: str, d: int, scale: float = 1.0) -> InitMoments:
 
 def harmonic(n: int) -> float:
     r""":math:`H_n = \sum_{s=1}^n 1/s` (:math:`H_0 = 0`)."""
-    if not isinstance(n, int) or n < 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
     return sum(1.0 / s for s in range(1, n + 1))
 
@@ -667,8 +760,15 @@ def _check_T(T: int) -> int:
     return T
 
 
+def _check_init_moments(m: object) -> "InitMoments":
+    if not isinstance(m, InitMoments):
+        raise TypeError(f"m must be icar.mesa.InitMoments (from init_moments(law, d)); got {type(m).__name__}")
+    return m
+
+
 def p_star(m: InitMoments, d: int, T: int) -> float:
     r"""The limit of :math:`ab`: :math:`p^* = \kappa_1 / (\kappa_2 + \kappa_3 (d-1) H_{T-2}/(T-2))`."""
+    _check_init_moments(m)
     require_positive_int(d, "d")
     _check_T(T)
     return m.kappa1 / (m.kappa2 + m.kappa3 * (d - 1) * harmonic(T - 2) / (T - 2))
@@ -677,6 +777,7 @@ def p_star(m: InitMoments, d: int, T: int) -> float:
 def population_coefficients(m: InitMoments, d: int, T: int) -> tuple[float, float, float]:
     r"""Population :math:`(M, N, D)` of :math:`L(p) = \tfrac12(Mp^2 - 2Np + D)`, exchangeable law:
     :math:`M = (T-2)\,d\kappa_2 + d(d-1)\kappa_3 H_{T-2}`, :math:`N = (T-2)\,d\kappa_1`, :math:`D = (T-2)\,d\,m_2`."""
+    _check_init_moments(m)
     require_positive_int(d, "d")
     _check_T(T)
     M = (T - 2) * d * m.kappa2 + d * (d - 1) * m.kappa3 * harmonic(T - 2)
@@ -687,14 +788,22 @@ def reduced_loss_per_position(p: float, t: int, A: float, B: float, C: float, D:
     r"""Population loss at position :math:`t` on the two-scalar family, any law of :math:`x_1`:
     :math:`\tfrac12[p^2(A + B/(t-1)) - 2pC + D]` with :math:`A = E\sum_j|x_j|^6`,
     :math:`B = E\sum_{j \ne k}|x_j|^2|x_k|^4`, :math:`C = E\sum_j |x_j|^4`, :math:`D = E\|x\|^2`."""
-    if t < 2:
-        raise ValueError(f"t must be >= 2; got {t}")
+    if isinstance(t, bool) or not isinstance(t, int) or t < 2:
+        raise ValueError(f"t must be an integer >= 2; got {t!r}")
+    for v, name in ((p, "p"), (A, "A"), (B, "B"), (C, "C"), (D, "D")):
+        require_number(v, name)
     return 0.5 * (p**2 * (A + B / (t - 1)) - 2 * p * C + D)
 
 
 def support_coefficients(support: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[float, float, float, float]:
     """The :math:`A, B, C, D` of :func:`reduced_loss_per_position` for a finite law of :math:`x_1` (``(S, d)``)."""
     require_ndim(support, "support", (2,), "(S, d)")
+    require_floating(support, "support")
+    require_finite(support, "support")
+    if weights is not None:
+        require_shape(weights, "weights", (support.shape[0],), "(S,)")
+        require_real(weights, "weights")
+        require_finite(weights, "weights")
     S = support.shape[0]
     w = torch.full((S,), 1.0 / S, dtype=torch.float64) if weights is None else weights.to(torch.float64)
     m2 = support.abs().to(torch.float64) ** 2
@@ -708,6 +817,7 @@ def support_coefficients(support: torch.Tensor, weights: torch.Tensor | None = N
 def asymptotic_error(m: InitMoments, d: int) -> float:
     r"""Error per position of the trained model as :math:`T \to \infty` then :math:`t \to \infty`:
     :math:`d\,(m_2 - \kappa_1^2/\kappa_2)`; zero iff every non-zero :math:`|x_{1j}|` has the same modulus."""
+    _check_init_moments(m)
     require_positive_int(d, "d")
     return d * (m.m2 - m.kappa1**2 / m.kappa2)
 
@@ -716,6 +826,7 @@ def prediction_ratios(states: torch.Tensor, p: float) -> torch.Tensor:
     r"""Ratios :math:`\mathrm{Re}(\hat y_{t,j}/x_{t+1,j})` at the last position :math:`t = T-1` for the two-scalar
     layer with step ``p``: ``(n, d)``. Needs every :math:`x_{1j} \ne 0` (Gaussian or uniform laws)."""
     _check_states(states)
+    require_number(p, "p")
     T = states.shape[1]
     x_t = states[:, T - 2]
     scores = torch.einsum("nid,nd->ni", states[:, :T - 2].conj(), x_t)  # x_i^* x_t, i = 1..t-1
@@ -757,6 +868,8 @@ def train_symmetrized(law: str, base: int, d: int, T: int, *, a0: Sequence[float
     r"""Draw ``base`` sequences of law ``law``, close the sample under the symmetries of :func:`symmetrize`, and train
     one model per initial pair ``(a0[m], b0[m])`` by full-batch GD on all entries, with the step sizes of
     :func:`stable_lr`."""
+    require_positive_int(steps, "steps")
+    _numbers(a0, "a0"), _numbers(b0, "b0")
     X, W = sample(law, base, d, T, seed=seed, scale=scale, device=device)
     X, W = symmetrize(X, W, signs=signs, phases=phases, shifts=shifts)
     coeffs = reduced_coefficients(X)
@@ -773,6 +886,9 @@ def exact_gradient(support: torch.Tensor, a: float, b: float, T: int, n_roots: i
     """Exact population loss and gradient at the diagonal point ``(a, b)`` for :math:`x_1` uniform on ``support``
     ``(S, d)`` (eigenvalue phases averaged exactly on roots of unity, see :func:`exact_population`).
     Returns ``(loss (1,), dK (1, 2d, 2d), dP (1, d, 2d))``."""
+    require_positive_int(T, "T")
+    require_number(a, "a")
+    require_number(b, "b")
     n_roots = 3 * (T - 1) + 1 if n_roots is None else n_roots
     X, W, w = exact_population(support, T, n_roots)
     K, P = diagonal_init(a, b, support.shape[1])
@@ -782,11 +898,14 @@ def exact_gradient(support: torch.Tensor, a: float, b: float, T: int, n_roots: i
 def uniform_init_states(n: int, d: int, *, seed: Seed, scale: float = 1.0) -> torch.Tensor:
     r"""Real :math:`x_1` with i.i.d. :math:`U[-c, c]` coordinates, stored complex ``(n, d)``: moments
     :math:`(c^2/3, c^4/5, c^6/7, c^6/15)`, a law that satisfies the symmetry condition but not equal moduli."""
+    require_positive_int(n, "n")
+    require_positive_int(d, "d")
+    require_positive(scale, "scale")
     g = make_generator(seed)
     return (scale * (2 * torch.rand(n, d, generator=g, dtype=torch.float64) - 1)).to(CDOUBLE)
 
 
 def uniform_moments(scale: float = 1.0) -> InitMoments:
     """Moments of :func:`uniform_init_states`."""
-    s2 = scale**2
+    s2 = require_positive(scale, "scale") ** 2
     return InitMoments(s2 / 3, s2**2 / 5, s2**3 / 7, s2 / 3 * s2**2 / 5)

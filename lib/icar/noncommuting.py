@@ -34,8 +34,12 @@ from .models import BatchedModel
 from .runtime import DeviceLike, make_generator, resolve_device
 from .tokens import augment as _augment
 from .validate import (
+    require_dtype,
+    require_finite,
     require_floating,
     require_ndim,
+    require_number,
+    require_positive,
     require_orthogonal,
     require_positive_int,
     require_real,
@@ -61,6 +65,7 @@ def haar_sequences(n: int, d: int, T: int, *, seed: Seed, start: str = "fixed", 
     require_positive_int(T, "T")
     if start not in START_LAWS:
         raise ValueError(f"start must be one of {START_LAWS}; got {start!r}")
+    require_dtype(dtype)
     if dtype.is_complex:
         raise TypeError(f"Haar-orthogonal sequences are real: dtype must be float32/float64; got {dtype}")
     g = make_generator(seed)
@@ -81,12 +86,15 @@ def augment(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (2, 3, 4), "(..., T, d)")
     require_floating(states, "states")
+    require_finite(states, "states")
     return _augment(states)
 
 
 def split_inputs_targets(states: torch.Tensor, augmented: bool) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Model inputs built from :math:`s_1..s_{T-1}` and targets :math:`s_2..s_T`: ``((n, T-1, D), (n, T-1, d))``."""
     require_ndim(states, "states", (3,), "(n, T, d)")
+    require_floating(states, "states")
+    require_finite(states, "states")
     if states.shape[1] < 2:
         raise ValueError(f"states must hold at least 2 time steps; got shape {tuple(states.shape)}")
     x = states[:, :-1]
@@ -137,6 +145,13 @@ class AugmentedAttention(BatchedModel):
                  seed: Seed = 0, init_scale: float | None = None, dtype: torch.dtype = torch.float64):
         super().__init__(n_models)
         self.d = require_positive_int(d, "d")
+        require_dtype(dtype, complex_ok=False)
+        if not isinstance(attention, (str, list, tuple)):
+            raise TypeError(f"attention must be a kind or one kind per model; got {attention!r}")
+        if init_scale is not None:
+            require_number(init_scale, "init_scale")
+            if init_scale < 0:
+                raise ValueError(f"init_scale must be >= 0; got {init_scale!r}")
         kinds = [attention] * n_models if isinstance(attention, str) else list(attention)
         if len(kinds) != n_models or any(k not in ATTENTIONS for k in kinds):
             raise ValueError(f"attention must be one of {ATTENTIONS}, or a list of them with one entry per model "
@@ -173,6 +188,7 @@ class AugmentedAttention(BatchedModel):
 
     def _tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         e = self.per_model(tokens, 3, "tokens")
+        require_real(e, "tokens")
         if e.shape[-1] != self.D:
             raise ValueError(f"tokens must be augmented, last dimension 3d = {self.D} (use icar.noncommuting.augment); "
                              f"got {tuple(e.shape)}")
@@ -261,6 +277,7 @@ class PositionalTokenAttention(BatchedModel):
         self.d = require_positive_int(d, "d")
         self.heads = require_positive_int(heads, "heads")
         self.max_len = require_positive_int(max_len, "max_len")
+        require_dtype(dtype, complex_ok=False)
         D = self.D = 2 * d
         M, H = n_models, heads
         g = make_generator(seed)
@@ -316,14 +333,19 @@ def kq_blocks(Q: torch.Tensor, d: int) -> torch.Tensor:
     """
     require_positive_int(d, "d")
     require_shape(Q, "Q", (None, 3 * d, 3 * d), "(M, 3d, 3d)")
+    require_floating(Q, "Q")
+    require_finite(Q, "Q")
     return torch.linalg.matrix_norm(Q.reshape(Q.shape[0], 3, d, 3, d).transpose(2, 3))
 
 
 def relative_distance_to_scalar(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Best scalar :math:`c = \mathrm{tr}(X)/d` and :math:`\|X - cI\|_F/\|X\|_F` for ``X`` ``(..., d, d)``."""
     require_floating(X, "X")
+    require_finite(X, "X")
     if X.dim() < 2 or X.shape[-1] != X.shape[-2]:
         raise ValueError(f"X must be square, shape (..., d, d); got {tuple(X.shape)}")
+    if bool((torch.linalg.matrix_norm(X) == 0).any()):
+        raise ValueError("X must be non-zero (the relative distance divides by ||X||_F)")
     d = X.shape[-1]
     c = torch.diagonal(X, dim1=-2, dim2=-1).sum(-1) / d
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
@@ -340,6 +362,9 @@ def gd_features(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_real(states, "states")
+    require_finite(states, "states")
+    if states.shape[1] < 2:
+        raise ValueError(f"states must hold at least 2 time steps; got shape {tuple(states.shape)}")
     outer = states[:, 1:, :, None] * states[:, :-1, None, :]  # s_{j} s_{j-1}^T for j = 2..T
     C = torch.cumsum(outer, dim=1)[:, :-1]  # sum_{j=2}^{t} for t = 2..T-1
     C = torch.cat([torch.zeros_like(C[:, :1]), C], dim=1)  # t = 1: empty sum
@@ -392,16 +417,26 @@ def position_mass(attn: torch.Tensor, position: int, first_row: int) -> torch.Te
     ``attn`` ``(..., T, T)`` with rows summing to 1 -> ``(...)``. Also see :func:`uniform_mass` for the mass a
     uniform causal attention would give.
     """
-    require_floating(attn, "attn")
+    require_real(attn, "attn")
+    require_finite(attn, "attn")
+    if attn.dim() < 2:
+        raise ValueError(f"attn must have shape (..., T, T); got {tuple(attn.shape)}")
     T = attn.shape[-1]
+    for k, name in ((position, "position"), (first_row, "first_row")):
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"{name} must be an integer; got {k!r}")
     if not 0 <= position < first_row < T:
-        raise ValueError(f"need 0 <= position < first_row < T={T}; got position={position}, first_row={first_row}")
+        raise ValueError(f"position and first_row must satisfy 0 <= position < first_row < T={T}; got "
+                         f"position={position}, first_row={first_row}")
     return attn[..., first_row:, position].mean(-1)
 
 
 def uniform_mass(T: int, first_row: int) -> float:
     r"""Mass a uniform causal attention puts on one fixed earlier key, averaged over rows ``t >= first_row``:
     :math:`\mathrm{mean}_t\, 1/(t+1)` (0-based rows)."""
+    require_positive_int(T, "T")
+    if isinstance(first_row, bool) or not isinstance(first_row, int) or not 0 <= first_row < T:
+        raise ValueError(f"first_row must be an integer in 0..T-1 = 0..{T - 1}; got {first_row!r}")
     return sum(1.0 / (t + 1) for t in range(first_row, T)) / (T - first_row)
 
 
@@ -415,8 +450,10 @@ def trig_prediction(states: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(states, "states", (3,), "(n, T, d)")
     require_real(states, "states")
+    require_finite(states, "states")
     if states.shape[1] < 3:
-        raise ValueError(f"the two-term predictor needs T >= 3 states; got shape {tuple(states.shape)}")
+        raise ValueError(f"states must hold T >= 3 time steps (the two-term predictor needs s_(t-1), s_t); got shape "
+                         f"{tuple(states.shape)}")
     prev, cur = states[:, :-2], states[:, 1:-1]
     a = 2 * (prev * cur).sum(-1, keepdim=True) / (prev * prev).sum(-1, keepdim=True)
     return a * cur - prev
@@ -427,6 +464,8 @@ def pe_sequences(mus: torch.Tensor, n: int, T: int, *, seed: Seed, device: Devic
     r"""Complex scalar sequences :math:`s_t = \lambda^{t-1}` (:math:`s_1 = 1`), :math:`\lambda = e^{i\phi}`,
     :math:`\phi \sim U[0, 2\pi/\mu)`, ``n`` per value of ``mus`` ``(M,)``. Returns ``(M, n, T, 1)`` complex128."""
     require_ndim(mus, "mus", (1,), "(M,)")
+    require_real(mus, "mus")
+    require_finite(mus, "mus")
     if (mus <= 0).any():
         raise ValueError(f"every mu must be positive; got {mus.tolist()}")
     require_positive_int(n, "n")
@@ -471,6 +510,9 @@ class PEOnly(BatchedModel):
 
 def pe_targets(states: torch.Tensor) -> torch.Tensor:
     """Targets :math:`s_3..s_T` of :class:`PEOnly`: ``(..., T, 1)`` -> ``(..., T-2, 1)``."""
+    require_ndim(states, "states", (3, 4), "(B, T, 1) or (M, B, T, 1)")
+    if states.shape[-2] < 3:
+        raise ValueError(f"states must hold T >= 3 time steps; got shape {tuple(states.shape)}")
     return states[..., 2:, :]
 
 
@@ -483,6 +525,10 @@ def pe_gram(mus: torch.Tensor, t: int) -> torch.Tensor:
     ``mus`` ``(M,)`` -> ``(M, t, t)`` float64. :math:`G = I` when :math:`2/\mu` is an integer (e.g. :math:`\mu = 1`).
     """
     require_ndim(mus, "mus", (1,), "(M,)")
+    require_real(mus, "mus")
+    require_finite(mus, "mus")
+    if not bool((mus > 0).all()):
+        raise ValueError(f"every mu must be positive; got {mus.tolist()}")
     require_positive_int(t, "t")
     m = torch.arange(t, dtype=torch.float64)
     diff = (m[:, None] - m[None, :])[None]
@@ -494,6 +540,12 @@ def pe_empirical_gram(states: torch.Tensor, t: int) -> torch.Tensor:
     r"""Empirical :math:`G_{jk} = \mathrm{Re}\,\mathrm{mean}_b\, f_j \bar f_k` of row ``t`` from ``states``
     ``(M, n, T, 1)`` (features :math:`f_j = \overline{s_{t-1}} s_j^2 / s_{t+1}`). Returns ``(M, t, t)``."""
     require_ndim(states, "states", (4,), "(M, n, T, 1)")
+    require_finite(states, "states")
+    if not states.is_complex():
+        raise TypeError(f"states must be complex (from pe_sequences); got dtype {states.dtype}")
+    require_positive_int(t, "t")
+    if not 2 <= t <= states.shape[2] - 1:
+        raise ValueError(f"t must be a row in 2..T-1 = 2..{states.shape[2] - 1}; got {t}")
     s = states[..., 0]
     f = s[:, :, t - 2, None].conj() * s[:, :, :t] ** 2 / s[:, :, t, None]
     return torch.einsum("mbj,mbk->mjk", f, f.conj()).real / s.shape[1]
@@ -510,6 +562,12 @@ def pe_gd_closed_form(G: torch.Tensor, alpha: float, steps: torch.Tensor) -> tup
     ``G`` ``(M, t, t)`` symmetric PSD, ``steps`` ``(K,)`` integers. Returns ``p`` ``(K, M, t)`` and ``loss`` ``(K, M)``.
     """
     require_ndim(G, "G", (3,), "(M, t, t)")
+    require_real(G, "G")
+    require_finite(G, "G")
+    require_positive(alpha, "alpha")
+    require_ndim(steps, "steps", (1,), "(K,)")
+    if steps.is_floating_point() or steps.is_complex() or bool((steps < 0).any()):
+        raise ValueError(f"steps must be non-negative integers; got {steps.tolist()[:6]} ({steps.dtype})")
     lam, V = torch.linalg.eigh(G)
     u = V[..., -1, :]  # V^T e_t, (M, t)
     k = steps.to(torch.float64)[:, None, None]
@@ -530,8 +588,9 @@ def window_ar_errors(windows: torch.Tensor) -> torch.Tensor:
     """
     require_ndim(windows, "windows", (3,), "(n, L, d)")
     require_real(windows, "windows")
+    require_finite(windows, "windows")
     if windows.shape[1] < 2:
-        raise ValueError(f"a window needs at least 2 tokens; got shape {tuple(windows.shape)}")
+        raise ValueError(f"windows must hold at least 2 tokens each (one AR pair); got shape {tuple(windows.shape)}")
     Xm, Xp = windows[:, :-1].mT, windows[:, 1:].mT  # (n, d, L-1)
     A = Xp @ torch.linalg.pinv(Xm)  # (n, d, d)
     L = windows.shape[1]
@@ -542,6 +601,8 @@ def window_ar_errors(windows: torch.Tensor) -> torch.Tensor:
 def window_has_repeat(ids: torch.Tensor) -> torch.Tensor:
     """Whether a window of token ids ``(n, L)`` contains a repeated id among its first ``L-1`` tokens: ``(n,)`` bool."""
     require_ndim(ids, "ids", (2,), "(n, L)")
+    if ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"ids must be an integer tensor of token ids; got dtype {ids.dtype}")
     x = ids[:, :-1]
     return (x[:, :, None] == x[:, None, :]).triu(1).any(-1).any(-1)
 
@@ -549,6 +610,8 @@ def window_has_repeat(ids: torch.Tensor) -> torch.Tensor:
 def make_windows(ids: torch.Tensor, L: int) -> torch.Tensor:
     """Cut a token-id stream ``(N,)`` into ``N // L`` non-overlapping windows ``(N // L, L)``."""
     require_ndim(ids, "ids", (1,), "(N,)")
+    if ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"ids must be an integer tensor of token ids; got dtype {ids.dtype}")
     require_positive_int(L, "L")
     n = ids.shape[0] // L
     if n == 0:
@@ -612,6 +675,8 @@ def minibatches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int):
     require_positive_int(batch_size, "batch_size")
     require_ndim(inputs, "inputs", (3, 4), "(n, T, D) or (M, n, T, D)")
     require_ndim(targets, "targets", (3, 4), "(n, T, d) or (M, n, T, d)")
+    require_finite(inputs, "inputs")
+    require_finite(targets, "targets")
     n = inputs.shape[-3]
     if targets.shape[-3] != n:
         raise ValueError(f"inputs hold {n} sequences but targets hold {targets.shape[-3]}")
@@ -627,6 +692,8 @@ def per_position_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error of each model at each position: pred ``(M, B, T, d)``, target ``(B, T, d)`` or
     ``(M, B, T, d)`` -> ``(M, T)``."""
     require_ndim(pred, "pred", (4,), "(M, B, T, d)")
+    require_floating(pred, "pred")
+    require_floating(target, "target")
     if target.dim() == 3:
         target = target.unsqueeze(0)
     if pred.shape[1:] != target.shape[1:]:
@@ -636,6 +703,11 @@ def per_position_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def mse_standard_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Monte-Carlo standard error of the test MSE of each model (spread over the test sequences): ``(M,)``."""
+    require_ndim(pred, "pred", (4,), "(M, B, T, d)")
+    require_floating(pred, "pred")
+    require_floating(target, "target")
+    if pred.shape[1] < 2:
+        raise ValueError(f"pred must hold B >= 2 test sequences for a standard error; got {tuple(pred.shape)}")
     if target.dim() == 3:
         target = target.unsqueeze(0)
     per_seq = (pred - target).abs().pow(2).mean((2, 3))  # (M, B)
@@ -652,6 +724,11 @@ def pe_early_stopping(mus: torch.Tensor, T: int, *, lr: float = 0.5, threshold: 
     """
     require_ndim(mus, "mus", (1,), "(M,)")
     require_positive_int(max_steps, "max_steps")
+    require_positive_int(T, "T")
+    if T < 3:
+        raise ValueError(f"T must be >= 3 (rows t = 2..T-1); got {T}")
+    require_positive(lr, "lr")
+    require_positive(threshold, "threshold")
     alpha = 2 * lr / (T - 2)
     steps = torch.arange(max_steps + 1)
     losses = torch.stack([pe_gd_closed_form(pe_gram(mus, t), alpha, steps)[1] for t in range(2, T)]).mean(0)
