@@ -107,7 +107,7 @@ def test_dependency_ranges_accept_colab():
 def test_every_requirement_is_used():
     """Each library named in requirements.txt is imported somewhere (or is a tool run from the command line)."""
     tools = {"jupyter-book", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex", "pytest", "nbval",
-             "pytest-xdist", "nbstripout", "ipykernel"}
+             "pytest-xdist", "nbstripout", "ipykernel", "mutmut"}
     code = "\n".join(p.read_text(encoding="utf-8") for pattern in ("lib/**/*.py", "tests/*.py", "book/*.ipynb",
                                                                   "benchmarks/*.py") for p in ROOT.glob(pattern))
     for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
