@@ -286,6 +286,9 @@ case(RT.float64_device, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
 case(RT.apply_threads, lambda: dict(device=torch.device("cpu")), {},
      extra={"device": {"string": lambda v, i: "cpu", "None": lambda v, i: None}})
+case(RT.training_dtype, lambda: dict(device=torch.device("cpu")), {"device": "device"},
+     extra={"device": {"None": lambda v, i: None}, "exact": {"None": lambda v, i: None, "int": lambda v, i: 1},
+            "is_complex": {"string": lambda v, i: "yes"}})
 case(RT.cpu_threads, lambda: dict(value="1"), {},
      extra={"value": {"zero": lambda v, i: "0", "negative": lambda v, i: "-1", "float": lambda v, i: "1.5",
                       "word": lambda v, i: "many"}}, alias={"value": ("ICAR_THREADS",)})

@@ -35,6 +35,7 @@ from .runtime import DeviceLike, make_generator, resolve_device
 from .tokens import augment as _augment
 from .validate import (
     require_dtype,
+    require_tensor,
     require_finite,
     require_floating,
     require_ndim,
@@ -195,6 +196,7 @@ class AugmentedAttention(BatchedModel):
         return e
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        require_tensor(tokens, "tokens")
         if tokens.dim() == 3 and not bool(self._softmax.any()):
             return self._forward_shared_linear(tokens)
         e = self._tokens(tokens)

@@ -159,6 +159,15 @@ def training_dtype(device: torch.device, *, exact: bool = False, is_complex: boo
     """The dtype to train in on ``device``: float32 (complex64) on CUDA and MPS, where float64 runs 32-64 times
     slower on consumer GPUs (and not at all on MPS); float64 (complex128) on the CPU, and wherever ``exact=True``
     because a claim checks an exact identity to ~1e-12."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a torch.device or a device name; got {device!r}")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<k>' or 'mps'; got {device!r}") from err
+    for flag, name in ((exact, "exact"), (is_complex, "is_complex")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
     wide = exact or torch.device(device).type == "cpu"
     if is_complex:
         return torch.complex128 if wide else torch.complex64
