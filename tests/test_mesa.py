@@ -263,16 +263,6 @@ def test_error_messages():
 
 
 # ----------------------------------------------------------------------------------------------- exercise checkers
-def test_check_p_star_rademacher():
-    ex03.check_p_star_rademacher(lambda c, d, T: mesa.p_star(mesa.init_moments("rademacher", d, c), d, T))
-    with pytest.raises(AssertionError, match="T -> infinity limit"):
-        ex03.check_p_star_rademacher(lambda c, d, T: 1 / c**2)
-    with pytest.raises(AssertionError, match="d-1 other coordinates"):
-        ex03.check_p_star_rademacher(lambda c, d, T: 1 / (c**2 * (1 + d * mesa.harmonic(T - 2) / (T - 2))))
-    with pytest.raises(AssertionError, match="expected a number"):
-        ex03.check_p_star_rademacher(lambda c, d, T: "0.2")
-
-
 def test_check_mesa_prediction():
     ex03.check_mesa_prediction(lambda states, p: mesa.one_step_gd_predictions(states, p)[0])
 
