@@ -735,3 +735,21 @@ case(NC.pe_early_stopping, lambda: dict(mus=_mus(), T=4, max_steps=10),
 case(NC.pe_targets, lambda: dict(states=_pe()), {},
      extra={"states": {"None": lambda v, i: None, "numpy": lambda v, i: v.numpy(), "length 2": lambda v, i: v[..., :2, :],
                        "rank-2": lambda v, i: v[0, 0]}})
+
+# claims (claim() itself has its own tests)
+from icar import claims as CL  # noqa: E402
+
+
+def _start_chapter(name):
+    before = CL._CHAPTER["name"]
+    try:
+        return CL.start_chapter(name)
+    finally:
+        CL._CHAPTER["name"] = before
+
+
+case(_start_chapter, lambda: dict(name="chbadinput"), {},
+     extra={"name": {"None": lambda v, i: None, "int": lambda v, i: 3, "empty": lambda v, i: "",
+                     "path": lambda v, i: "../ch01", "space": lambda v, i: "ch 1"}},
+     alias={"name": ("chapter name",)}, label="claims.start_chapter")
+case(CL.load_ledger, lambda: dict(folder=None), {}, extra={"folder": {"int": lambda v, i: 3, "list": lambda v, i: ["a"]}})

@@ -100,6 +100,8 @@ def claims_dir() -> Path:
 
 def start_chapter(name: str) -> None:
     """Name the chapter whose claims follow and clear its previous records (re-running a notebook starts fresh)."""
+    if not isinstance(name, str):
+        raise TypeError(f"chapter name must be a string like 'ch01'; got {name!r}")
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"chapter name must be a short identifier like 'ch01'; got {name!r}")
     _CHAPTER["name"] = name
@@ -178,6 +180,8 @@ def records() -> list[Claim]:
 
 def load_ledger(folder: str | os.PathLike | None = None) -> list[dict]:
     """Every recorded claim in ``folder`` (default :func:`claims_dir`), one dict per claim, sorted by id."""
+    if folder is not None and not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a path (str or os.PathLike) or None; got {folder!r}")
     folder = Path(folder) if folder is not None else claims_dir()
     rows: dict[str, dict] = {}
     for path in sorted(folder.glob("*.jsonl")):
