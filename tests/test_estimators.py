@@ -117,3 +117,13 @@ def test_two_time_steps_are_enough():
     assert C.shape == (3, 2, 2, 2) and C[:, 0].abs().max() == 0
     assert torch.allclose(C[:, 1], states[:, 1, :, None] * states[:, 0, None, :], atol=1e-14)
     assert E.next_token_errors(E.gd_estimates(states, 0.5), states).shape == (3, 1)
+
+
+def test_per_prefix_steps_may_be_zero_not_negative():
+    # eta_1 = 0 is the usual choice for the empty prefix; a negative step is refused.
+    states, _ = D.sample_ar("haar", 2, 3, 4, seed=0, init="gaussian")
+    eta = torch.tensor([0.0, 0.5, 0.5, 0.25], dtype=torch.float64)
+    est = E.gd_estimates(states, eta)
+    assert est[:, 0].abs().max() == 0 and torch.allclose(est[:, 3], 0.25 * E.cross_moments(states)[:, 3])
+    with pytest.raises(ValueError, match=">= 0"):
+        E.gd_estimates(states, torch.tensor([0.0, -0.5, 0.5, 0.25], dtype=torch.float64))
