@@ -210,7 +210,7 @@ class AugmentedAttention(BatchedModel):
         return _bmm(self.W_F[:, : self.d], h, self.b_F[:, : self.d])
 
     def _affine(self, W: torch.Tensor, b: str) -> torch.Tensor:
-        """``[W, b]`` ``(M, D, D+1)``: the affine map :math:`e \mapsto We + b` acting on :math:`\tilde e = (e, 1)`."""
+        r"""``[W, b]`` ``(M, D, D+1)``: the affine map :math:`e \mapsto We + b` acting on :math:`\tilde e = (e, 1)`."""
         bias = getattr(self, b, None)
         return torch.cat([W, torch.zeros_like(W[..., :1]) if bias is None else bias[..., None]], dim=-1)
 
