@@ -89,3 +89,88 @@ def test_every_explorer_is_one_cell_live_or_static():
         if name[:2] in {"01", "02", "03", "04", "05", "06", "07", "08"}:    # the chapters with an explorer
             assert sum("explorer.show(" in s for s in code) == 1, f"{name}: expected one explorer.show(...) cell"
         assert not any(".interact(" in s for s in code), f"{name}: call explorer.show, not ipywidgets.interact"
+
+
+# Legibility at the page width: the browser scales a figure of width w (inches) into the content column, so text of
+# size pt shows at pt * CONTENT_PX / (72 w) CSS px; it must be at least the caption text (CAPTION_PX).
+_FIGSIZE = __import__("re").compile(r"figsize\s*=\s*\(\s*([^,]+?)\s*,")
+_EXPLICIT_FONT = __import__("re").compile(r"\b(?:fontsize|labelsize|size)\s*=\s*([0-9.]+)")
+
+
+def _width_in(expr: str, where: str) -> float:
+    from icar.figures import style
+
+    if expr.split(".")[-1] == "PAGE_WIDTH_IN":
+        return style.PAGE_WIDTH_IN
+    try:
+        return float(expr)
+    except ValueError:
+        raise AssertionError(f"{where}: figsize width {expr!r} is neither a number nor PAGE_WIDTH_IN; a width that "
+                             "grows with the data cannot be checked against the page") from None
+
+
+def _figure_sources():
+    """(where, code, base font size in force) for every notebook code cell and every library figure function."""
+    import ast
+    from pathlib import Path
+
+    import matplotlib as mpl
+
+    from icar.figures import style
+
+    for name, nb in _notebooks():
+        styled = any("use_style()" in c.source for c in nb.cells if c.cell_type == "code")
+        base = style.FONT_PT if styled else mpl.rcParamsDefault["font.size"]
+        for i, c in enumerate(nb.cells):
+            if c.cell_type == "code" and "figsize" in c.source:
+                yield f"{name} cell {i}", c.source, base
+    for path in sorted(Path(style.__file__).parent.glob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef):
+                code = ast.get_source_segment(text, node)
+                if "figsize" in code:
+                    yield f"icar/figures/{path.name}:{node.name}", code, style.FONT_PT
+
+
+def test_legibility_bound_follows_from_the_measured_page():
+    import matplotlib as mpl
+
+    from icar.figures import style
+
+    px = lambda pt, w: pt * style.CONTENT_PX / (72 * w)             # noqa: E731 (shown text size, CSS px)
+    bound = style.max_width_in()
+    assert abs(px(style.FONT_PT, bound) - style.CAPTION_PX) < 1e-9   # the bound is where the text reaches caption size
+    assert 7.7 < bound < 7.8 and style.PAGE_WIDTH_IN <= bound
+    assert style.max_width_in(10) < 6.5                              # matplotlib's 10 pt allowed only 6.47 in
+    with mpl.rc_context():
+        style.use_style()
+        assert mpl.rcParams["font.size"] == style.FONT_PT
+        for key in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize", "axes.labelsize"):
+            assert mpl.rcParams[key] in ("medium", "large", "larger") or float(mpl.rcParams[key]) >= style.FONT_PT
+
+
+def test_every_figure_is_legible_at_the_page_width():
+    from icar.figures import style
+
+    sources = list(_figure_sources())
+    assert len(sources) > 30                                         # the parser sees the course's figures
+    too_wide = []
+    for where, code, base in sources:
+        smallest = min([base] + [float(s) for s in _EXPLICIT_FONT.findall(code) if float(s) < base])
+        for expr in _FIGSIZE.findall(code):
+            w = _width_in(expr.strip(), where)
+            if w > style.max_width_in(smallest):
+                too_wide.append(f"{where}: {w:g} in at {smallest:g} pt (at most {style.max_width_in(smallest):.2f} in)")
+    assert not too_wide, "figures whose text is smaller than the captions at the page width:\n" + "\n".join(too_wide)
+
+
+def test_legibility_check_catches_a_wide_figure():
+    import re
+
+    from icar.figures import style
+
+    code = "fig, axs = plt.subplots(1, 3, figsize=(13, 3.6))\naxs[0].legend(fontsize=7)"
+    assert [float(w) for w in _FIGSIZE.findall(code)] == [13.0] and _EXPLICIT_FONT.findall(code) == ["7"]
+    assert 13 > style.max_width_in(style.FONT_PT) and style.PAGE_WIDTH_IN > style.max_width_in(7)
+    assert re.fullmatch(r"PAGE_WIDTH_IN", _FIGSIZE.findall("figsize=(figs.PAGE_WIDTH_IN, 4)")[0].split(".")[-1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .style import PAGE_WIDTH_IN
 from ..augmented import (AugmentedLinearAttention, error_split, gd_construction, live_mask, moments_of,
                          per_prefix_steps, read_structure, shared_step)
 
@@ -26,7 +27,7 @@ def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, t
     pV[~mv[:d].numpy()] = float("nan")
     pKQ[~mkq.numpy()] = float("nan")
     if axes is None:
-        fig, grid = plt.subplots(2, 2, figsize=(8.5, 6.2), gridspec_kw={"height_ratios": [1, 3]}, layout="constrained")
+        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.2), gridspec_kw={"height_ratios": [1, 3]}, layout="constrained")
         axes = [grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]]
     fig = axes[0].figure
     vmax = float(max(st.a[index], st.b[index])) * 1.05
@@ -36,7 +37,7 @@ def plot_structure(model: AugmentedLinearAttention, index: int = 0, axes=None, t
     for ax, (X, name) in zip(axes, panels):
         im = ax.imshow(X, cmap="viridis", vmin=0, vmax=vmax, aspect="equal")
         ax.grid(False)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
         ax.set_xticks([d * k + (d - 1) / 2 for k in range(3)], labels)
         rows = X.shape[0] // d
         ax.set_yticks([d * k + (d - 1) / 2 for k in range(rows)], labels[:rows] if rows == 3 else ["answer"])
@@ -77,5 +78,5 @@ def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None)
     ax.set_xlabel("number of pairs $n$ in the prompt")
     ax.set_ylabel(r"$E\|\hat s_{n+2} - s_{n+2}\|^2$ (units of $\|s_1\|^2$)")
     ax.set_title(f"error budget of one gradient step: d = {d}, law '{law}'")
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax.figure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .style import PAGE_WIDTH_IN, use_style  # noqa: F401 (use_style: the chapter's notebook calls it)
 from ..mesa import diagonals, init_moments, p_star, population_coefficients, reduced_flow
 
 
@@ -15,36 +16,35 @@ def _block_lines(ax, d: int, rows: int) -> None:
 
 
 def plot_gradient_maps(grads: dict[str, tuple[torch.Tensor, torch.Tensor]], *, floor: float = 1e-16):
-    r"""Heat-maps of :math:`\log_{10}|\nabla L|` for :math:`W^{KQ}` (top) and :math:`W^{PV}` (bottom), one column per
+    r"""Heat-maps of :math:`\log_{10}|\nabla L|` for :math:`W^{KQ}` (left) and :math:`W^{PV}` (right), one row per
     law; ``grads[name] = (dK (2d, 2d), dP (d, 2d))``. Thin lines separate the token slots (current | previous)."""
     names = list(grads)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 5.4), squeeze=False,
-                             gridspec_kw={"height_ratios": [2, 1]})
+    fig, axes = plt.subplots(len(names), 2, figsize=(PAGE_WIDTH_IN, 3.3 * len(names)), squeeze=False,
+                             layout="constrained")
     for j, name in enumerate(names):
         dK, dP = grads[name]
         d = dP.shape[-2]
         for i, (G, label) in enumerate([(dK, r"$\nabla W^{KQ}$"), (dP, r"$\nabla W^{PV}$")]):
-            ax = axes[i, j]
+            ax = axes[j, i]
             im = ax.imshow(torch.log10(G.abs().clamp(min=floor)).numpy(), vmin=-16, vmax=1, cmap="magma")
             _block_lines(ax, d, G.shape[0])
-            ax.set_title(f"{name}: {label}", fontsize=9)
-            ax.set_xlabel("column (token slot: current | previous)", fontsize=7)
-            ax.set_ylabel("row", fontsize=7)
-            ax.tick_params(labelsize=6)
-    fig.colorbar(im, ax=axes, shrink=0.7, label=r"$\log_{10}$ |gradient entry|")
+            ax.set_title(f"{name}: {label}")
+            ax.set_xlabel("column (current | previous)")
+            ax.set_ylabel("row")
+    fig.colorbar(im, ax=axes, shrink=0.6, label=r"$\log_{10}$ |gradient entry|")
     return fig
 
 
 def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, float], p_inf: dict[str, float]):
     r"""For each experiment: :math:`ab` along full-batch GD (solid) and along the two-scalar recursion (dots), with
     the training set's optimum :math:`\hat N/\hat M`, the population :math:`p^*(T)` and the :math:`T\to\infty` value;
-    bottom row: :math:`a^2 - b^2` along the runs."""
-    fig, axes = plt.subplots(2, len(exps), figsize=(5.2 * len(exps), 6.4), squeeze=False)
+    right column: :math:`a^2 - b^2` along the runs; one row per experiment."""
+    fig, axes = plt.subplots(len(exps), 2, figsize=(PAGE_WIDTH_IN, 4.6 * len(exps)), squeeze=False)
     for j, (name, ex) in enumerate(exps.items()):
         ab = ex.run.ab.numpy()
         a_r, b_r = ex.reduced()
         steps = ex.run.at.numpy()
-        ax = axes[0, j]
+        ax = axes[j, 0]
         for m in range(ab.shape[1]):
             lab = f"$(a_0, b_0) = ({ex.a0[m]:.1f}, {ex.b0[m]:.1f})$"
             line, = ax.plot(steps, ab[:, m], lw=2, label=lab + " full GD")
@@ -57,15 +57,16 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
         ax.set_xlabel("GD step")
         ax.set_ylabel(r"$ab$ (effective in-context step)")
         ax.set_title(name)
-        ax.legend(fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
         a, b = diagonals(ex.run.K, ex.run.P)
-        ax = axes[1, j]
+        ax = axes[j, 1]
         for m in range(ab.shape[1]):
             ax.plot(steps, ((a**2 - b**2).mean(-1))[:, m].numpy(), lw=2,
                     label=rf"$a_0^2 - b_0^2 = {float(ex.a0[m]**2 - ex.b0[m]**2):.2f}$")
         ax.set_xlabel("GD step")
-        ax.set_ylabel(r"$a^2 - b^2$ (mean over the diagonal)")
-        ax.legend(fontsize=7)
+        ax.set_ylabel(r"$a^2 - b^2$ (mean of the diagonal)")
+        ax.set_title(f"{name}: the conserved quantity")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
     fig.tight_layout()
     return fig
 
@@ -86,48 +87,50 @@ def plot_errors(t: torch.Tensor, curves: dict[str, tuple[torch.Tensor, torch.Ten
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xlabel("position t (number of observed transitions + 1)")
     ax.set_ylabel(r"$E\|\hat y_t - x_{t+1}\|^2$")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     return fig
 
 
 def plot_beyond(K: torch.Tensor, P: torch.Tensor, ab_full: torch.Tensor, ab_masked: torch.Tensor, p_masked: float):
-    """Trained all-ones model: real parts of :math:`W^{KQ}` and :math:`W^{PV}` (one model), and :math:`ab` along the
-    unmasked (full) and masked runs."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    """Trained all-ones model: real parts of :math:`W^{KQ}` and :math:`W^{PV}` (one model, top), and :math:`ab`
+    along the unmasked (full) and masked runs (bottom)."""
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 7.6), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
     d = P.shape[-2]
     vmax = max(K.real.abs().max().item(), P.real.abs().max().item())
     for ax, G, name in [(axes[0], K, r"$\mathrm{Re}\,W^{KQ}$"), (axes[1], P, r"$\mathrm{Re}\,W^{PV}$")]:
         im = ax.imshow(G.real.numpy(), cmap="RdBu_r", vmin=-0.1, vmax=0.1)
         _block_lines(ax, d, G.shape[0])
-        ax.set_title(name + " (colour clipped at ±0.1)")
+        ax.set_title(name)
         ax.set_xlabel("column")
         ax.set_ylabel("row")
-    fig.colorbar(im, ax=axes[:2], shrink=0.8, label="entry value")
+    fig.colorbar(im, ax=axes[:2], shrink=0.8, label="entry value (clipped at ±0.1)")
     ax = axes[2]
     ax.plot(ab_full.numpy(), lw=2, label="all entries trained: mean diagonal $ab$")
     ax.plot(ab_masked.numpy(), lw=2, ls="--", label="off-diagonal gradients masked")
     ax.axhline(p_masked, color="k", ls=":", label=r"masked optimum $\hat N/\hat M$")
     ax.set_xlabel("GD step")
     ax.set_ylabel(r"$ab$")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     del vmax
     return fig
 
 
 def explore(T: int = 100, d: int = 5, law: str = "gaussian", a0: float = 0.1, b0: float = 0.1, scale: float = 1.0):
-    r"""Explorer: :math:`p^*(T)` against T for the chosen law (left) and the gradient-flow trajectory of :math:`ab` in
-    the two-scalar family with the population coefficients (right; time in units of :math:`d/N`)."""
+    r"""Explorer: :math:`p^*(T)` against T for the chosen law (top) and the gradient-flow trajectory of :math:`ab` in
+    the two-scalar family with the population coefficients (bottom; time in units of :math:`d/N`)."""
     m = init_moments(law, d, scale)
     Ts = torch.arange(3, max(T, 4) * 2 + 1)
     ps = torch.tensor([p_star(m, d, int(t)) for t in Ts])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 7.2))
     axes[0].plot(Ts.numpy(), ps.numpy(), lw=2, label=rf"$p^*(T)$, {law}, d={d}")
     axes[0].axhline(m.kappa1 / m.kappa2, color="k", ls="--", label=r"$\kappa_1/\kappa_2$ ($T\to\infty$)")
     axes[0].axvline(T, color="gray", ls=":", label=f"T = {T}")
     axes[0].set_xlabel("sequence length T")
     axes[0].set_ylabel(r"limit step $p^* = \lim ab$")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     M, N, _ = population_coefficients(m, d, T)
     tau = torch.linspace(0, 12, 200) * d / N
     a, b = reduced_flow(a0, b0, M, N, d, times=tau, substeps=4)
@@ -135,6 +138,6 @@ def explore(T: int = 100, d: int = 5, law: str = "gaussian", a0: float = 0.1, b0
     axes[1].axhline(N / M, color="k", ls="--", label=r"$p^*(T)$")
     axes[1].set_xlabel(r"gradient-flow time $\tau N/d$")
     axes[1].set_ylabel(r"$ab$")
-    axes[1].legend(fontsize=8)
+    axes[1].legend()
     fig.tight_layout()
     return fig

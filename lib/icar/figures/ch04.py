@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .style import PAGE_WIDTH_IN, use_style  # noqa: F401 (use_style: the chapter's notebook calls it)
 from ..multihead import MultiHeadDiagonal, position_mask
 
 
@@ -19,7 +20,8 @@ def show_parameters(model: MultiHeadDiagonal, index: int = 0, axes=None, title: 
     mask = position_mask(model.T)
     P = P.masked_fill(~mask, float("nan"))[1:-1]
     if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.6), layout="constrained")
+        axes = list(grid.ravel())
     panels = [(A, "A (heads x coordinates)", "coordinate k", "head h"),
               (B, "B (heads x coordinates)", "coordinate i", "head h"),
               (C, r"$C = B^\top A$", "coordinate k", "coordinate i"),

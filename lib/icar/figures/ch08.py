@@ -6,21 +6,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .style import PAGE_WIDTH_IN
 from ..planning import PathData, accuracy_by_group, make_data, observed_matrices, train_planner
 
 
 def plot_matrices(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, graph: int = 0, size: int = 30):
-    """Heatmaps of the first ``size`` nodes, in two rows: what the data hold (true A, true R, observed R) and what
-    the planner learned (W^M, W^V). Returns the figure."""
+    """Heatmaps of the first ``size`` nodes, in two columns: what the data hold (true A, true R, observed R: left) and
+    what the planner learned (W^M beside A, W^V beside R: right). Returns the figure."""
     A_obs, R_obs = observed_matrices(data.counts)
     k = min(size, data.n)
     sl = (graph, slice(0, k), slice(0, k))
     cur, tgt = "current node $i$", "target node $t$"
-    mats = [[(data.A[sl], r"true adjacency $A$", "Greys", cur), (data.R[sl], r"true reachability $R$", "Greys", tgt),
-             (R_obs[sl], r"observed reachability $R^{obs}$", "Greys", tgt)],
-            [(W_M[sl], r"learned $W^M$ (current $\to$ next)", "RdBu_r", cur),
-             (W_V[sl], r"learned $W^V$ (target $\to$ next)", "RdBu_r", tgt), None]]
-    fig, axes = plt.subplots(2, 3, figsize=(11, 7.6), layout="constrained")
+    # left column: the graph; right column: what the planner learned, beside the matrix it should recover
+    mats = [[(data.A[sl], r"true adjacency $A$", "Greys", cur),
+             (W_M[sl], r"learned $W^M$ (current $\to$ next)", "RdBu_r", cur)],
+            [(data.R[sl], r"true reachability $R$", "Greys", tgt),
+             (W_V[sl], r"learned $W^V$ (target $\to$ next)", "RdBu_r", tgt)],
+            [(R_obs[sl], r"observed reachability $R^{obs}$", "Greys", tgt), None]]
+    fig, axes = plt.subplots(3, 2, figsize=(PAGE_WIDTH_IN, 10.6), layout="constrained")
     for row, ax_row in zip(mats, axes):
         for panel, ax in zip(row, ax_row):
             if panel is None:
@@ -49,5 +52,5 @@ def explore(n: int = 40, p: float = 0.15, train_frac: float = 0.2, steps: int = 
     fig = plot_matrices(run.W_M[-1], run.W_V[-1], data, size=min(n, 40))
     acc = accuracy_by_group(run.W_M[-1], run.W_V[-1], data)
     txt = ", ".join(f"{k}: {v[0]:.2f} ({v[1]} pairs)" for k, v in acc.items())
-    fig.suptitle(f"greedy test accuracy - {txt}")
+    fig.suptitle(f"greedy test accuracy\n{txt}")
     return fig

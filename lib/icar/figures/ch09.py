@@ -46,10 +46,10 @@ def plot_lens(errors: dict[str, torch.Tensor], theory_curves: dict[str, torch.Te
     top.plot([], [], "k-", lw=1.0, label="closed form proved in the chapter")
     top.set_ylim(1.5e-2, 4.0)
     top.set_title("Approximate in-context maps: error decays with the context")
-    top.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=8.5, frameon=False)
+    top.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, frameon=False)
     bottom.set_ylim(floor / 10, 1e4)
     bottom.set_title("Exact in-context maps: rounding level once the map is determined")
-    bottom.legend(loc="upper right", fontsize=8.5, frameon=False)
+    bottom.legend(loc="upper right", frameon=False)
     bottom.set_xlabel("number of pairs in the prompt $n = t - 1$")
     fig.tight_layout()
     return fig

@@ -7,8 +7,28 @@ import numpy as np
 import torch
 
 
+#: Width of the book's content column (sphinx-book-theme at a 1366 px laptop window, both sidebars shown) and the size
+#: of the body text that carries the figure captions, both in CSS px, measured in the rendered chapter 1.
+CONTENT_PX = 745
+CAPTION_PX = 16
+#: The figures' base font size (ticks, labels and legends use it; titles are larger).
+FONT_PT = 12
+
+
+def max_width_in(fontsize_pt: float = FONT_PT) -> float:
+    r"""Widest figure (inches) whose ``fontsize_pt`` text is still at least caption-sized once the browser scales it
+    into the content column: :math:`\text{px} = \text{pt}\cdot\text{CONTENT\_PX}/(72\,w) \ge \text{CAPTION\_PX}`,
+    i.e. :math:`w \le \text{pt}\cdot\text{CONTENT\_PX}/(72\cdot\text{CAPTION\_PX})` (7.76 in at 12 pt)."""
+    return fontsize_pt * CONTENT_PX / (72 * CAPTION_PX)
+
+
+#: The width every wide figure of the course uses: the largest that keeps ``FONT_PT`` text legible.
+PAGE_WIDTH_IN = 7.6
+
+
 def use_style() -> None:
-    """White backgrounds (readable in the book's dark mode), a light grid, a consistent size."""
+    """White backgrounds (readable in the book's dark mode), a light grid, and a font that stays legible at the page
+    width for every figure no wider than :func:`max_width_in` (see ``tests/test_pages.py``)."""
     mpl.rcParams.update({
         "figure.dpi": 110,
         "figure.facecolor": "white",
@@ -19,7 +39,7 @@ def use_style() -> None:
         "axes.spines.top": False,
         "axes.spines.right": False,
         "legend.frameon": False,
-        "font.size": 10,
+        "font.size": FONT_PT,
     })
 
 
