@@ -20,7 +20,7 @@ def show_parameters(model: MultiHeadDiagonal, index: int = 0, axes=None, title: 
     mask = position_mask(model.T)
     P = P.masked_fill(~mask, float("nan"))[1:-1]
     if axes is None:
-        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.6), layout="constrained")
+        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.6))
         axes = list(grid.ravel())
     panels = [(A, "A (heads x coordinates)", "coordinate k", "head h"),
               (B, "B (heads x coordinates)", "coordinate i", "head h"),
