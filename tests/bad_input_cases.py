@@ -753,3 +753,63 @@ case(_start_chapter, lambda: dict(name="chbadinput"), {},
                      "path": lambda v, i: "../ch01", "space": lambda v, i: "ch 1"}},
      alias={"name": ("chapter name",)}, label="claims.start_chapter")
 case(CL.load_ledger, lambda: dict(folder=None), {}, extra={"folder": {"int": lambda v, i: 3, "list": lambda v, i: ["a"]}})
+
+# tokens
+from icar import tokens as TK  # noqa: E402
+
+_tok_extra = {"rank 1": lambda v, i: v.detach()[0, 0].clone(), "length 0": SHORT["length 0"]}
+case(TK.previous, lambda: dict(states=real_states()), {"states": "tensor"}, extra={"states": _tok_extra})
+case(TK.augment, lambda: dict(states=complex_states()), {"states": "tensor"},
+     extra={"states": _tok_extra, "answer_slot": {"None": lambda v, i: None, "int": lambda v, i: 1,
+                                                   "string": lambda v, i: "yes"}})
+
+# lens
+from icar import lens as LE  # noqa: E402
+
+_sp = lambda: LE.shared_prompts(3, 2, 5, seed=0)  # noqa: E731
+_rv = lambda: LE.real_view(_sp().states)  # noqa: E731
+_err = lambda: LE.ols_errors(LE.shared_prompts(4, 2, 6, seed=1).states)  # noqa: E731  (4, 4)
+_T2 = {"T": {"two": lambda v, i: 2}}   # no pair in the prompt: n = 1..T-2 is empty
+_T3 = {"T": {"three": lambda v, i: 3}}  # shared prompts need T >= 4
+_cstates = {"states": "complex states"}
+_rstates = {"real_states": "real states"}
+_odd = {"real_states": {"odd width": lambda v, i: v.detach()[..., :-1].clone()}}
+_one_prompt = {"one prompt": lambda v, i: v.detach()[:1].clone()}
+case(LE.shared_prompts, lambda: dict(n=2, d=2, T=5, seed=0),
+     {"n": "int", "d": "int", "T": "int", "seed": "seed", "device": "device"}, extra=_T3)
+case(LE.real_view, lambda: dict(states=_sp().states), _cstates)
+case(LE.real_context, lambda: dict(W=_sp().W), {"W": "complex!"})
+case(LE.ols_errors, lambda: dict(states=_sp().states), _cstates)
+case(LE.gd_errors, lambda: dict(states=_sp().states, eta=0.3), {**_cstates, "eta": "float>0"})
+case(LE.gd_errors, lambda: dict(states=_sp().states, eta=LE.optimal_steps(5, 2)), {"eta": "real!"})
+case(LE.optimal_steps, lambda: dict(T=5, d=2), {"T": "int", "d": "int"}, extra=_T2)
+case(LE.shared_step, lambda: dict(T=5, d=2), {"T": "int", "d": "int"}, extra=_T2)
+case(LE.augmented_layer_errors, lambda: dict(states=_sp().states, eta=0.3), {**_cstates, "eta": "float>0"})
+case(LE.mesa_step, lambda: dict(T=5, d=2), {"T": "int", "d": "int"}, extra=_T2)
+case(LE.mesa_errors, lambda: dict(states=_sp().states, p=0.5), {**_cstates, "p": "float>0"})
+case(LE.multihead_unitary, lambda: dict(d=2, T=5, heads=2, modulus2=0.5),
+     {"d": "int", "T": "int", "heads": "int", "modulus2": "float>0"}, extra=_T2)
+case(LE.multihead_errors, lambda: dict(states=_sp().states, heads=2, chunk=2),
+     {**_cstates, "heads": "int", "chunk": "int"})
+case(LE.trig_errors, lambda: dict(real_states=_rv(), chunk=2), {**_rstates, "chunk": "int"}, extra=_odd)
+case(LE.ckd_errors, lambda: dict(real_states=_rv(), depth=2, eta=0.5),
+     {**_rstates, "depth": "int", "eta": "float>0"})
+case(LE.kaczmarz_errors, lambda: dict(real_states=_rv()), _rstates)
+case(LE.kaczmarz_closed_form, lambda: dict(W_real=LE.real_context(_sp().W), x1_real=_rv()[:, 0], T=5),
+     {"W_real": "real!", "x1_real": "real!", "T": "int"}, extra=_T2)
+case(LE.softmax_errors, lambda: dict(real_states=_rv(), beta=3.0, depth=1),
+     {**_rstates, "beta": "float>0", "depth": "int"}, skip={"depth": ("None",)})  # depth=None: infinite depth
+case(LE.pairs_axis, lambda: dict(T=5), {"T": "int"}, extra=_T2)
+case(LE.gd_optimal_curve, lambda: dict(T=5, d=2), {"T": "int", "d": "int"}, extra=_T2)
+case(LE.shared_step_curve, lambda: dict(T=5, d=2, eta=0.3), {"T": "int", "d": "int", "eta": "float>=0"}, extra=_T2)
+case(LE.mesa_curve, lambda: dict(T=5, d=2, p=0.5), {"T": "int", "d": "int", "p": "float>0"}, extra=_T2)
+case(LE.summarize, lambda: dict(err=_err()), {"err": "real!"}, extra={"err": _one_prompt})
+case(LE.max_z, lambda: dict(err=_err(), expected=LE.gd_optimal_curve(6, 2)), {"err": "real!", "expected": "real!"},
+     extra={"err": _one_prompt})
+case(LE.paired_min_z, lambda: dict(err=_err(), reference=2 * _err()), {"err": "real!", "reference": "real!"},
+     extra={"err": _one_prompt})
+case(LE.mechanism_errors, lambda: dict(batch=_sp(), ckd_depth=2, ckd_eta=0.25, beta=3.0),
+     {"ckd_depth": "int", "ckd_eta": "float>0", "beta": "float>0"},
+     extra={"batch": {"None": lambda v, i: None, "tuple": lambda v, i: (1, 2), "real": lambda v, i: _ar(),
+                      "nan states": lambda v, i: v._replace(states=_inject(v.states, float("nan"), i)),
+                      "states only": lambda v, i: v.states}})

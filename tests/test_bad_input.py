@@ -22,11 +22,13 @@ import icar
 import icar.augmented
 import icar.kernel_transformer
 import icar.kernels
+import icar.lens
 import icar.mesa
 import icar.multihead
 import icar.noncommuting
 import icar.planning
 import icar.softmax_icl
+import icar.tokens
 from icar import validate as V
 from bad_input_cases import CASES, KINDS, Case, outcome
 
@@ -196,7 +198,7 @@ def test_every_public_function_has_a_bad_input_case():
 
 MODULES = [icar.claims, icar.data, icar.estimators, icar.theory, icar.models, icar.train, icar.runtime, icar.kernels,
            icar.kernel_transformer, icar.softmax_icl, icar.planning,
-           icar.multihead, icar.mesa, icar.augmented, icar.noncommuting]
+           icar.multihead, icar.mesa, icar.augmented, icar.noncommuting, icar.tokens, icar.lens]
 EXCLUDED_PREFIXES = ("plot", "explore", "show_")
 EXCLUDED = {
     "icar.runtime.quick_mode", "icar.runtime.progress_enabled",  # no arguments (environment variables)
@@ -213,6 +215,7 @@ EXCLUDED = {
     "icar.augmented.Structure",  # a record
     "icar.noncommuting.Baselines", "icar.noncommuting.Corpus",  # records
     "icar.noncommuting.load_polarity_corpus",  # no arguments (reads the packaged corpus)
+    "icar.lens.Curve",  # the record summarize() returns
 }
 
 

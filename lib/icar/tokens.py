@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import torch
 
+from .validate import require_finite, require_floating, require_min_length
+
+
+def _check_states(states: torch.Tensor) -> torch.Tensor:
+    require_floating(states, "states")
+    if states.dim() < 2:
+        raise ValueError(f"states must be a tensor of shape (..., T, d); got {tuple(states.shape)}")
+    require_min_length(states, "states", -2, 1, "time step (T >= 1)")
+    return require_finite(states, "states")
+
 
 def previous(states: torch.Tensor) -> torch.Tensor:
     r"""The states shifted one step later in time, :math:`(s_0, s_1, \dots, s_{T-1})` with :math:`s_0 = 0`:
     ``(..., T, d)`` -> ``(..., T, d)``."""
-    if not isinstance(states, torch.Tensor) or states.dim() < 2:
-        raise ValueError(f"states must be a tensor of shape (..., T, d); got {getattr(states, 'shape', type(states))}")
+    _check_states(states)
     return torch.cat([torch.zeros_like(states[..., :1, :]), states[..., :-1, :]], dim=-2)
 
 
 def augment(states: torch.Tensor, *, answer_slot: bool = True) -> torch.Tensor:
     r"""Tokens :math:`e_t = (0_d, s_t, s_{t-1})` (``answer_slot=True``, ``(..., T, 3d)``) or
     :math:`e_t = (s_t, s_{t-1})` (``(..., T, 2d)``), with :math:`s_0 = 0`, from states ``(..., T, d)``."""
+    if not isinstance(answer_slot, bool):
+        raise TypeError(f"answer_slot must be True or False; got {answer_slot!r}")
     slots = [states, previous(states)]
     if answer_slot:
         slots.insert(0, torch.zeros_like(states))
