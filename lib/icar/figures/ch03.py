@@ -57,7 +57,7 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
         ax.set_xlabel("GD step")
         ax.set_ylabel(r"$ab$ (effective in-context step)")
         ax.set_title(name)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)
         a, b = diagonals(ex.run.K, ex.run.P)
         ax = axes[j, 1]
         for m in range(ab.shape[1]):
@@ -65,8 +65,8 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
                     label=rf"$a_0^2 - b_0^2 = {float(ex.a0[m]**2 - ex.b0[m]**2):.2f}$")
         ax.set_xlabel("GD step")
         ax.set_ylabel(r"$a^2 - b^2$ (mean of the diagonal)")
-        ax.set_title(f"{name}: the conserved quantity")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
+        ax.set_title("conserved along the run")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)
     fig.tight_layout()
     return fig
 
