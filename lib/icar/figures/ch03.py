@@ -39,7 +39,8 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
     r"""For each experiment: :math:`ab` along full-batch GD (solid) and along the two-scalar recursion (dots), with
     the training set's optimum :math:`\hat N/\hat M`, the population :math:`p^*(T)` and the :math:`T\to\infty` value;
     right column: :math:`a^2 - b^2` along the runs; one row per experiment."""
-    fig, axes = plt.subplots(len(exps), 2, figsize=(PAGE_WIDTH_IN, 4.6 * len(exps)), squeeze=False)
+    fig, axes = plt.subplots(len(exps), 2, figsize=(PAGE_WIDTH_IN, 4.6 * len(exps)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]})
     for j, (name, ex) in enumerate(exps.items()):
         ab = ex.run.ab.numpy()
         a_r, b_r = ex.reduced()
@@ -55,7 +56,7 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
         ax.axhline(p_inf[name], color="tab:red", ls="-.", lw=1, label=r"$T\to\infty$: $\kappa_1/\kappa_2$")
         ax.set_yscale("log")
         ax.set_xlabel("GD step")
-        ax.set_ylabel(r"$ab$ (effective in-context step)")
+        ax.set_ylabel(r"$ab$ (in-context step)")
         ax.set_title(name)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)
         a, b = diagonals(ex.run.K, ex.run.P)
@@ -64,7 +65,7 @@ def plot_training(exps: dict[str, "icar.mesa.Experiment"], p_pop: dict[str, floa
             ax.plot(steps, ((a**2 - b**2).mean(-1))[:, m].numpy(), lw=2,
                     label=rf"$a_0^2 - b_0^2 = {float(ex.a0[m]**2 - ex.b0[m]**2):.2f}$")
         ax.set_xlabel("GD step")
-        ax.set_ylabel(r"$a^2 - b^2$ (mean of the diagonal)")
+        ax.set_ylabel(r"$a^2 - b^2$ (diagonal mean)")
         ax.set_title("conserved along the run")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)
     fig.tight_layout()
