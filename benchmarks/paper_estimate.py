@@ -3,7 +3,7 @@
 The longest paper-mode runs (figure 5 and 7 of Sander et al. 2024 at 3,200 Adam steps, figure 3 right at 100,000
 GD steps, the mesa layer at 200 epochs) take from minutes to hours on a CPU. This script builds each of them at the
 size the chapter uses in paper mode (``ICAR_SCALE=paper``), times ``--steps`` steps (median of three repeats, after
-one warm-up step), multiplies by the paper's step count, and prints the estimate next to the time of the authors'
+two warm-up steps), multiplies by the paper's step count, and prints the estimate next to the time of the authors'
 script, run once per seed for the seeds the chapter batches (measured on this 2-core machine, single-threaded).
 Figure 7 at 64 heads and batch 1024 needs tens of GB of activations for 4 models: it is timed for one model at
 batch 128 and scaled linearly to 4 models at batch 1024 (the work is linear in both); the line says so.
@@ -13,13 +13,13 @@ Run: ``python benchmarks/paper_estimate.py`` (``--device cuda`` on a GPU).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import torch
 
 from icar import mesa, multihead, noncommuting as nc, train
+
+from chapter_models import timed  # benchmarks/ is on sys.path when a script here runs
 
 Step = Callable[[], None]
 
@@ -27,22 +27,9 @@ Step = Callable[[], None]
 AUTHORS = {"fig5": 248.0, "fig3-right": 16 * 60.0, "mesa": 72 * 60.0}
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def per_step(step: Step, n: int, device: str) -> float:
-    step()
-    times = []
-    for _ in range(3):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        _sync(device)
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
+    """Median seconds of one step over 3 repeats of ``n`` steps (the timer of ``chapter_models.py``)."""
+    return timed(step, device, reps=3, inner=n)
 
 
 def trainer_step(model, batch_fn, lr: float, loss_fn=train.per_model_mse, optimizer: str = "adam",
