@@ -57,6 +57,7 @@ from .validate import (
     require_positive_int,
     require_real,
     require_shape,
+    require_step,
 )
 
 SLOTS = ("answer", "s_t", "s_{t-1}")
@@ -505,11 +506,7 @@ def error_split(eta: float | torch.Tensor, n: int | torch.Tensor, d: int, m: Mom
         n = n.to(torch.float64)
     else:
         require_positive_int(n, "n")
-    if isinstance(eta, torch.Tensor):
-        require_real(eta, "eta")
-        require_finite(eta, "eta")
-    else:
-        require_nonnegative(eta, "eta")
+    require_step(eta, "eta", positive=False)
     shrink = d * (eta**2 * n**2 * m.mu6 - 2 * eta * n * m.mu4 + m.mu2)
     noise = d * (d - 1) * eta**2 * n * m.mu24
     return shrink, noise

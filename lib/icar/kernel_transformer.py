@@ -37,6 +37,7 @@ from .validate import (
     require_positive,
     require_positive_int,
     require_real,
+    require_step,
 )
 
 ATTENTIONS = ("linear", "exp", "softmax")
@@ -67,11 +68,7 @@ class KernelDescentTransformer(BatchedModel):
         require_positive(copy_scale, "copy_scale")
         require_nonnegative(mask_bias, "mask_bias")
         require_nonnegative(init_scale, "init_scale")
-        if isinstance(eta, torch.Tensor):
-            require_real(eta, "eta")
-            require_finite(eta, "eta")
-        else:
-            require_positive(eta, "eta (step size)")
+        require_step(eta, "eta (step size)")
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}")
         if init not in ("construct", "random"):

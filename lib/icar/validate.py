@@ -73,6 +73,19 @@ def require_nonnegative(x: object, name: str) -> float:
     return v
 
 
+
+def require_step(eta: object, name: str, *, positive: bool = True) -> object:
+    """A step size given as a number (finite, > 0, or >= 0 when ``positive=False``) or as a real, finite tensor
+    (its shape is the caller's to check). Returns ``eta`` unchanged."""
+    if isinstance(eta, torch.Tensor):
+        require_real(eta, name)
+        require_finite(eta, name)
+    elif positive:
+        require_positive(eta, name)
+    else:
+        require_nonnegative(eta, name)
+    return eta
+
 def require_in_range(x: object, name: str, low: float, high: float, *, closed: bool = False) -> float:
     """``x`` must be a number in the open interval ``(low, high)`` (``[low, high]`` when ``closed``)."""
     v = require_number(x, name)
