@@ -85,3 +85,49 @@ def test_rollout_map_length_and_given_basis():
         D.commuting_orthogonal(2, 2, seed=0, basis=2 * torch.eye(2, dtype=torch.float64))
     a, b = D.unitary_diagonal(3, 2, seed=4), D.unitary_diagonal(3, 2, seed=4)   # seeded
     assert torch.equal(a, b) and not torch.equal(a, D.unitary_diagonal(3, 2, seed=5))
+
+
+def test_claim_needs_each_of_id_statement_and_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    for id_, statement, source in (("", "s", "s"), ("x", "", "s"), ("x", "s", "")):
+        with pytest.raises(ValueError, match="non-empty id, statement and source"):
+            claims.claim(id_, statement, measured=1.0, upper=2.0, source=source, quiet=True)
+
+
+def test_claim_relation_and_printed_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    q = dict(source="s", quiet=True)
+    up = claims.claim("x.up", "below", measured=1.0, upper=2.0, **q)
+    lo = claims.claim("x.lo", "above", measured=3.0, lower=2.0, **q)
+    assert (up.relation, up.tolerance, lo.relation, lo.tolerance) == ("<=", "<= 2", ">=", ">= 2")
+    assert up.line() == "[PASS] x.up: measured 1 (<= 2) - below"
+    close = claims.claim("x.cl", "near", measured=1.0, expected=1.5, atol=1.0, **q)
+    assert close.line() == "[PASS] x.cl: measured 1 expected 1.5 (|measured - expected| <= 1) - near"
+    with pytest.raises(claims.ClaimError) as err:
+        claims.claim("x.no", "too big", measured=3.0, upper=2.0, justification="why", **q)
+    # a finite failure: the record's line and the rationale, nothing about non-finite values
+    assert str(err.value) == "[FAIL] x.no: measured 3 (<= 2) - too big\n  tolerance rationale: why"
+    with pytest.raises(claims.ClaimError) as err:
+        claims.claim("x.nan", "nan", measured=float("nan"), upper=2.0, **q)
+    assert "not finite" in str(err.value)
+
+
+def test_claims_folder_default_and_explicit_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("ICAR_CLAIMS_DIR", raising=False)
+    assert claims.claims_dir() == claims.Path("_claims")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "c.1"}) + "\n\n", encoding="utf-8")
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path / "elsewhere"))
+    assert [r["id"] for r in claims.load_ledger(tmp_path)] == ["c.1"]   # the folder given wins over the default
+    assert claims.load_ledger() == []
+
+
+def test_restarting_a_chapter_clears_only_its_own_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICAR_CLAIMS_DIR", str(tmp_path))
+    q = dict(source="s", quiet=True, upper=1.0, measured=0.0)
+    claims.start_chapter("chX1")                        # any letter is allowed in a chapter name
+    claims.claim("chX1.a", "s", **q)
+    claims.start_chapter("chX10")
+    claims.claim("chX10.a", "s", **q)
+    claims.start_chapter("chX1")                        # re-running chX1 drops chX1.a, not chX10.a
+    ids = {r.id for r in claims.records()}
+    assert "chX1.a" not in ids and "chX10.a" in ids
