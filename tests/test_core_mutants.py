@@ -131,3 +131,112 @@ def test_restarting_a_chapter_clears_only_its_own_records(tmp_path, monkeypatch)
     claims.start_chapter("chX1")                        # re-running chX1 drops chX1.a, not chX10.a
     ids = {r.id for r in claims.records()}
     assert "chX1.a" not in ids and "chX10.a" in ids
+
+
+# ----------------------------------------------------------------------------------------------- messages
+# Each bad input must be refused with a message that starts with the argument's own name and, for shapes, gives the
+# axes expected: a student reads "estimates must have shape (n, T, d, d)", not someone else's argument name.
+from icar import estimators as E, models, theory as Th, train as tr  # noqa: E402
+
+_m = Th.phase_moments(2)
+_f64 = dict(dtype=torch.float64)
+_st = torch.ones(2, 3, 2, **_f64)                      # states (n, T, d) = (2, 3, 2)
+_est = torch.zeros(2, 3, 2, 2, **_f64)                 # estimates (n, T, d, d)
+_nan = float("nan")
+MESSAGES = [
+    # theory
+    (lambda: Th.gd_error(-1.0, 1, 2, _m), ValueError, r"^gamma must be >= 0"),
+    (lambda: Th.gd_error(0.1, 0, 2, _m), ValueError, r"^n_pairs must be a positive integer"),
+    (lambda: Th.gd_error(0.1, 1, 0, _m), ValueError, r"^d must be a positive integer"),
+    (lambda: Th.gd_optimal_step(0, 2, _m), ValueError, r"^n_pairs must be a positive integer"),
+    (lambda: Th.gd_optimal_step(1, 0, _m), ValueError, r"^d must be a positive integer"),
+    (lambda: Th.gd_optimal_error(0, 2, _m), ValueError, r"^n_pairs must be a positive integer"),
+    (lambda: Th.gd_optimal_error(1, 0, _m), ValueError, r"^d must be a positive integer"),
+    (lambda: Th.phase_moments(0), ValueError, r"^d must be a positive integer"),
+    (lambda: Th.phase_moments(2, norm=-1.0), ValueError, r"^norm must be positive"),
+    (lambda: Th.gaussian_moments(-1.0), ValueError, r"^sigma2 must be positive"),
+    # models
+    (lambda: models.LinearAttention(1, 0), ValueError, r"^dim must be a positive integer"),
+    (lambda: models.LinearAttention(2, 2)([1.0]), TypeError, r"^tokens must be a torch.Tensor"),
+    (lambda: models.LinearAttention(2, 2)(torch.ones(1, 3, 2, dtype=torch.int64)), TypeError,
+     r"^tokens must be a floating-point"),
+    (lambda: models.LinearAttention(2, 2)(torch.ones(2, 1, 3, 2, dtype=torch.int64)), TypeError,
+     r"^tokens must be a floating-point"),
+    (lambda: models.LinearAttention(2, 2)(torch.ones(3, 1, 3, 2, **_f64)), ValueError, r"^tokens must be shared"),
+    # validate
+    (lambda: V.require_orthogonal(torch.ones(2, 3, **_f64)), ValueError, r"^W must be square"),
+    (lambda: V.require_orthogonal(2 * torch.eye(2, **_f64)), ValueError, r"^W must be orthogonal"),
+    (lambda: V.require_float64([1.0], "x", "why"), TypeError, r"^x must be a torch.Tensor"),
+    (lambda: V.require_step(torch.tensor([1j]), "eta"), TypeError, r"^eta must be real floating"),
+    (lambda: V.require_step(torch.tensor([_nan]), "eta"), ValueError, r"^eta must be finite"),
+    (lambda: V.require_step(0.0, "eta"), ValueError, r"^eta must be positive"),   # positive by default
+    # train
+    (lambda: tr.fixed_batch(torch.tensor([_nan]), torch.ones(1)), ValueError, r"^inputs must be finite"),
+    (lambda: tr.fixed_batch(torch.ones(1), torch.tensor([_nan])), ValueError, r"^targets must be finite"),
+    (lambda: tr.BatchedSGD([torch.nn.Parameter(torch.ones(1, 2))], torch.ones(1), momentum=1.0), ValueError,
+     r"^momentum must lie in \[0, 1\]"),
+    # data
+    (lambda: D.rollout_map(lambda s: s, torch.ones(3, **_f64), 2), ValueError, r"^s1 must have shape \(n, d\)"),
+    (lambda: D.rollout_map(lambda s: s, torch.ones(1, 2, dtype=torch.int64), 2), TypeError,
+     r"^s1 must be a floating-point"),
+    (lambda: D.rollout_map(lambda s: s, torch.tensor([[_nan]]), 2), ValueError, r"^s1 must be finite"),
+    (lambda: D.rollout_map(lambda s: s, torch.ones(1, 2, **_f64), 0), ValueError, r"^T must be a positive integer"),
+    (lambda: D.rollout_map(3, torch.ones(1, 2, **_f64), 2), TypeError, r"^f must be callable"),
+    # estimators
+    (lambda: E.estimation_errors(_st, torch.eye(2, **_f64).expand(2, 2, 2)), ValueError,
+     r"^estimates must have shape \(n, T, d, d\); got"),
+    (lambda: E.estimation_errors(_est, torch.zeros(2, 3, 3, **_f64)), ValueError,
+     r"^W must have shape \(n, d, d\) = \(2, 2, 2\)"),
+    (lambda: E.estimation_errors(_est, torch.zeros(2, 2, 3, **_f64)), ValueError, r"^W must be square"),
+    (lambda: E.estimation_errors(_est.long(), torch.zeros(2, 2, 2, **_f64)), TypeError,
+     r"^estimates must be a floating-point"),
+    (lambda: E.estimation_errors(_est, torch.full((2, 2, 2), _nan, **_f64)), ValueError, r"^W must be finite"),
+    (lambda: E.gd_estimates(_st, torch.ones(3, dtype=torch.complex128)), TypeError, r"^eta must be real floating"),
+    (lambda: E.gd_estimates(_st, torch.full((3,), _nan, **_f64)), ValueError, r"^eta must be finite"),
+    (lambda: E.gd_estimates(_st, -1.0), ValueError, r"^eta must be positive"),
+    (lambda: E.predictions(_est[:, :2], _st), ValueError, r"^estimates must have shape \(n, T, d, d\) = \(2, 3, 2, 2\)"),
+    (lambda: E.predictions(_est.long(), _st), TypeError, r"^estimates must be a floating-point"),
+    (lambda: E.predictions(torch.full_like(_est, _nan), _st), ValueError, r"^estimates must be finite"),
+]
+
+
+@pytest.mark.parametrize("call, exc, pattern", MESSAGES, ids=[p for _, _, p in MESSAGES])
+def test_bad_input_message_names_the_argument(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+# ----------------------------------------------------------------------------------------------- behaviour
+def test_orthogonality_check_with_a_given_tolerance():
+    V.require_orthogonal(torch.eye(3, **_f64), atol=0.0)             # exactly orthogonal: deviation 0 <= 0
+    Q = D.haar_orthogonal(1, 3, seed=0)[0] * (1 + 1e-3)              # deviation about 2e-3
+    V.require_orthogonal(Q, atol=1e-2)                               # the given atol replaces the dtype default
+    with pytest.raises(ValueError, match="orthogonal"):
+        V.require_orthogonal(Q, atol=1e-4)
+
+
+def test_sgd_default_is_plain_gradient_descent():
+    p = torch.nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 3.0]], **_f64))
+    opt = tr.BatchedSGD([p], torch.tensor([0.1, 0.2], **_f64))       # no momentum given
+    for _ in range(2):
+        p.grad = torch.tensor([[1.0, 1.0], [-1.0, 2.0]], **_f64)     # the same gradient twice
+        opt.step()
+    # plain GD: theta - 2 lr g (heavy ball would give theta - 3 lr g at the second step)
+    want = torch.tensor([[1.0 - 0.2, -2.0 - 0.2], [0.5 + 0.4, 3.0 - 0.8]], **_f64)
+    assert torch.allclose(p.detach(), want, atol=1e-15, rtol=0)
+
+
+def test_linear_attention_default_seed_is_zero():
+    a, b, c = models.LinearAttention(1, 2), models.LinearAttention(1, 2, seed=0), models.LinearAttention(1, 2, seed=1)
+    assert torch.equal(a.W_Q, b.W_Q) and not torch.equal(a.W_Q, c.W_Q)
+
+
+def test_gaussian_moments_default_is_unit_variance():
+    assert Th.gaussian_moments() == Th.Moments(1.0, 2.0, 6.0, 2.0)    # E|x|^2 = 1: 2 sigma^4, 6 sigma^6, 2 sigma^6
+
+
+def test_per_prefix_steps_take_the_dtype_of_the_states():
+    states = D.sample_ar("haar", 2, 3, 4, seed=0, init="gaussian", dtype=torch.float32).states
+    est = E.gd_estimates(states, torch.full((4,), 0.5, **_f64))       # float64 steps, float32 states
+    assert est.dtype == torch.float32
+    assert torch.equal(est, 0.5 * E.cross_moments(states))
