@@ -240,3 +240,32 @@ def test_per_prefix_steps_take_the_dtype_of_the_states():
     est = E.gd_estimates(states, torch.full((4,), 0.5, **_f64))       # float64 steps, float32 states
     assert est.dtype == torch.float32
     assert torch.equal(est, 0.5 * E.cross_moments(states))
+
+
+def test_unitary_diagonal_in_single_precision():
+    W = D.unitary_diagonal(2, 3, seed=0, dtype=torch.complex64)
+    assert W.dtype == torch.complex64
+    assert torch.allclose(W, D.unitary_diagonal(2, 3, seed=0).to(torch.complex64))
+
+
+def test_adam_first_step_on_a_complex_parameter_uses_the_modulus():
+    # First Adam step: m_hat = g, v_hat = |g|^2 entrywise, so theta_1 = theta_0 - lr g / (|g| + eps) (a step of length
+    # lr in the direction of g, entry by entry); summing |g|^2 over entries instead would shrink every step.
+    g = torch.tensor([[[3 + 4j, 1j], [-2.0, 0.5 - 0.5j]]], dtype=torch.complex128)
+    p0 = torch.tensor([[[1 + 1j, 2.0], [0.0, -1j]]], dtype=torch.complex128)
+    p = torch.nn.Parameter(p0.clone())
+    opt = tr.BatchedAdam([p], torch.tensor([0.1], **_f64), eps=1e-8)
+    p.grad = g.clone()
+    opt.step()
+    want = p0 - 0.1 * g / (g.abs() + 1e-8)
+    assert torch.allclose(p.detach(), want, atol=1e-14, rtol=0)
+
+
+def test_adam_betas_must_be_a_pair_in_range():
+    params = [torch.nn.Parameter(torch.ones(1, 2, **_f64))]
+    with pytest.raises(TypeError, match="pair"):
+        tr.BatchedAdam(params, torch.ones(1, **_f64), betas=(0.9,))
+    with pytest.raises(ValueError, match=r"^betas\[0\] must lie"):
+        tr.BatchedAdam(params, torch.ones(1, **_f64), betas=(1.5, 0.9))
+    with pytest.raises(ValueError, match=r"^betas\[1\] must lie"):
+        tr.BatchedAdam(params, torch.ones(1, **_f64), betas=(0.9, -0.1))
