@@ -197,6 +197,10 @@ MESSAGES = [
     (lambda: E.predictions(_est[:, :2], _st), ValueError, r"^estimates must have shape \(n, T, d, d\) = \(2, 3, 2, 2\)"),
     (lambda: E.predictions(_est.long(), _st), TypeError, r"^estimates must be a floating-point"),
     (lambda: E.predictions(torch.full_like(_est, _nan), _st), ValueError, r"^estimates must be finite"),
+    (lambda: E.cross_moments(_st.long()), TypeError, r"^states must be a floating-point"),
+    (lambda: E.gram_moments(torch.full_like(_st, _nan)), ValueError, r"^states must be finite"),
+    (lambda: D.unitary_diagonal(0, 2, seed=0), ValueError, r"^n must be a positive integer"),
+    (lambda: D.unitary_diagonal(2, 0, seed=0), ValueError, r"^d must be a positive integer"),
 ]
 
 
