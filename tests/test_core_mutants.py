@@ -201,6 +201,35 @@ MESSAGES = [
     (lambda: E.gram_moments(torch.full_like(_st, _nan)), ValueError, r"^states must be finite"),
     (lambda: D.unitary_diagonal(0, 2, seed=0), ValueError, r"^n must be a positive integer"),
     (lambda: D.unitary_diagonal(2, 0, seed=0), ValueError, r"^d must be a positive integer"),
+    (lambda: D.commuting_orthogonal(0, 2, seed=0), ValueError, r"^n must be a positive integer"),
+    (lambda: D.commuting_orthogonal(2, 3, seed=0), ValueError, r"^d must be a positive even integer"),
+    (lambda: D.commuting_orthogonal(2, 2, seed=0, basis=torch.eye(4, **_f64)), ValueError,
+     r"^basis must have shape \(d, d\) = \(2, 2\)"),
+    (lambda: D.commuting_orthogonal(2, 2, seed=0, basis=2 * torch.eye(2, **_f64)), ValueError,
+     r"^basis must be orthogonal"),
+    (lambda: models.FixedLinear(1, 2)(torch.ones(1, 1, 2, **_f64)), ValueError,
+     r"^states must hold at least 2 time steps \(T >= 2: one to read, one to predict\)"),
+    (lambda: models.FixedLinear(1, 2)(torch.ones(1, 3, 2, dtype=torch.int64)), TypeError,
+     r"^states must be a floating-point"),
+    (lambda: tr.BatchedSGD([torch.ones(1, 2, dtype=torch.int64)], torch.ones(1, **_f64)), TypeError,
+     r"^params\[0\] must be a floating-point"),
+    (lambda: tr.BatchedSGD([torch.ones(1, 2, **_f64)], -torch.ones(1, **_f64)), ValueError, r"^lr must be positive"),
+    (lambda: tr.BatchedAdam([torch.ones(1, 2, **_f64)], torch.ones(1, **_f64), eps=0.0), ValueError,
+     r"^eps must be positive"),
+    (lambda: tr.per_model_mse(torch.ones(1, 2, dtype=torch.int64), torch.ones(2)), TypeError,
+     r"^pred must be a floating-point"),
+    (lambda: tr.per_model_mse(torch.ones(1, 2, **_f64), [1.0, 2.0]), TypeError, r"^target must be a torch.Tensor"),
+    # what came is described: None and numbers by their value, other objects by their type
+    (lambda: V.require_positive_int(None, "n"), ValueError, r"^n must be a positive integer; got None$"),
+    (lambda: V.require_positive_int(2.5, "n"), ValueError, r"^n must be a positive integer; got 2\.5$"),
+    (lambda: V.require_positive_int([1], "n"), ValueError, r"^n must be a positive integer; got list$"),
+    (lambda: V.require_choice(torch.tensor(1), "k", (1, 2)), ValueError, r"^k must be one of \(1, 2\)"),
+    (lambda: V.require_positive_tensor(torch.tensor([0.0, 1.0]), "lr"), ValueError, r"^lr must be positive"),
+    (lambda: tr.BatchedSGD([], torch.ones(1, **_f64)), TypeError, r"^params must be a non-empty list"),
+    (lambda: tr.BatchedSGD({"a": torch.ones(1, 2, **_f64)}, torch.ones(1, **_f64)), TypeError,
+     r"^params must be a non-empty list"),
+    (lambda: tr.BatchedSGD([torch.ones(3, 2, **_f64)], torch.ones(2, **_f64)), ValueError, r"one rate per model"),
+    (lambda: tr.BatchedSGD([torch.tensor(1.0, **_f64)], torch.ones(1, **_f64)), ValueError, r"one rate per model"),
 ]
 
 
@@ -273,3 +302,26 @@ def test_adam_betas_must_be_a_pair_in_range():
         tr.BatchedAdam(params, torch.ones(1, **_f64), betas=(1.5, 0.9))
     with pytest.raises(ValueError, match=r"^betas\[1\] must lie"):
         tr.BatchedAdam(params, torch.ones(1, **_f64), betas=(0.9, -0.1))
+
+
+def test_edge_values_that_are_allowed():
+    models.FixedLinear(1, 2)(torch.ones(1, 2, 2, **_f64))                        # T = 2: one read, one predicted
+    tr.BatchedAdam([torch.nn.Parameter(torch.ones(1, 2, **_f64))], torch.ones(1, **_f64), betas=(0.0, 0.0))  # closed
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0], **_f64))                    # a (M,) parameter: one scalar a model
+    opt = tr.BatchedSGD([p], torch.tensor([0.5, 0.25], **_f64))
+    p.grad = torch.ones(2, **_f64)
+    opt.step()
+    assert torch.equal(p.detach(), torch.tensor([0.5, 1.75], **_f64))
+    W = D.commuting_orthogonal(2, 4, seed=0, dtype=torch.float32)
+    assert W.dtype == torch.float32 and torch.allclose(W, D.commuting_orthogonal(2, 4, seed=0).float())
+
+
+def test_sgd_step_in_single_precision_uses_a_single_precision_rate():
+    # the per-model rate is cast to the parameter's dtype once: the step is the float32 product lr32 * g
+    p0 = torch.tensor([[1.0, 1.0 / 3.0]], dtype=torch.float32)
+    g = torch.tensor([[1.0 / 3.0, 0.7]], dtype=torch.float32)
+    p = torch.nn.Parameter(p0.clone())
+    opt = tr.BatchedSGD([p], torch.tensor([0.1], **_f64))
+    p.grad = g.clone()
+    opt.step()
+    assert p.dtype == torch.float32 and torch.equal(p.detach(), p0 - g * torch.tensor(0.1, dtype=torch.float32))
