@@ -325,3 +325,25 @@ def test_sgd_step_in_single_precision_uses_a_single_precision_rate():
     p.grad = g.clone()
     opt.step()
     assert p.dtype == torch.float32 and torch.equal(p.detach(), p0 - g * torch.tensor(0.1, dtype=torch.float32))
+
+
+def test_learning_rates_given_as_tensors_arrays_and_lists():
+    import numpy as np
+    assert torch.equal(tr._lr_tensor([0.1, 0.2], 2), torch.tensor([0.1, 0.2], dtype=torch.float64))   # kept in double
+    assert torch.equal(tr._lr_tensor(np.array([0.1, 0.2]), 2), torch.tensor([0.1, 0.2], dtype=torch.float64))
+    assert torch.equal(tr._lr_tensor(torch.tensor([0.5], dtype=torch.float32), 3), torch.full((3,), 0.5, **_f64))
+    for bad, exc, pattern in ((torch.tensor([0.0, 1.0]), ValueError, "positive"),
+                              (torch.tensor([True]), TypeError, "real"), (torch.tensor([1j]), TypeError, "real"),
+                              (torch.tensor([_nan]), ValueError, r"^lr must be finite"),
+                              ([0.1, -1.0], ValueError, r"^lr must be positive"), (-1.0, ValueError, r"^lr must be positive")):
+        with pytest.raises(exc, match=pattern):
+            tr._lr_tensor(bad, 2 if isinstance(bad, list) or (isinstance(bad, torch.Tensor) and bad.numel() == 2) else 1)
+
+
+def test_train_names_its_bad_arguments():
+    model, batch = models.FixedLinear(1, 2), tr.fixed_batch(torch.ones(1, 3, 2, **_f64), torch.ones(1, 2, 2, **_f64))
+    for kwargs, pattern in ((dict(steps=0), r"^steps must be a positive integer"),
+                            (dict(batch_fn=3), r"^batch_fn must be callable"), (dict(loss_fn=3), r"^loss_fn must be callable")):
+        args = dict(batch_fn=batch, steps=1, lr=0.1, progress=False) | kwargs
+        with pytest.raises((TypeError, ValueError), match=pattern):
+            tr.train(model, args.pop("batch_fn"), **args)
