@@ -25,14 +25,14 @@ def plot_blowup(Ts: Sequence[int], blow: dict[str, Sequence[float]]):
     r"""Unit-step CKD at depth :math:`T - 1` against the context length ``Ts``: the peak intermediate magnitude
     (``blow["peak"]``) and the largest error against the Kaczmarz sweep in float64 and float32 (``blow["float64"]``,
     ``blow["float32"]``), log scale. Returns the figure."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
     names = {"peak": ("k^-", r"peak $\max|u^k|$ over layers"), "float64": ("o-", "float64 error"),
              "float32": ("s-", "float32 error")}
     for key, (style, label) in names.items():
         ax.semilogy(Ts, blow[key], style, label=label)
     ax.set(xlabel=r"context length T (depth n = T - 1, step $\eta$ = 1)", ylabel="magnitude (log scale)",
            title="Exact in theory, unstable in floating point")
-    ax.legend()
+    ax.legend(**{**_BELOW, "ncol": 3})
     return fig
 
 
@@ -105,14 +105,14 @@ def plot_nonlinear(err: torch.Tensor, copy: torch.Tensor, d: int, beta: float, e
     """Prediction error against the position (log-log) on prompts of a non-linear map of the sphere: the exponential
     kernel's Kaczmarz sweep (``err`` ``(B, T-1)``: mean and median) against copying the last token (``copy``, mean).
     Returns the figure."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 5.0), layout="constrained")
     tt = np.arange(1, err.shape[1] + 1)
     ax.loglog(tt, to_numpy(err.mean(0)), lw=1.4, label=f"exponential kernel, beta = {beta:g}: mean over prompts")
     ax.loglog(tt, _median(err), lw=1, ls="--", label=f"exponential kernel, beta = {beta:g}: median")
     ax.loglog(tt, to_numpy(copy.mean(0)), lw=1.2, label="copy the last token (mean)")
     ax.set(xlabel="position t (log scale)", ylabel="prediction error", ylim=(1e-16, 5),
            title=f"Non-linear map of the sphere, d = {d}, eps = {eps:g}")
-    ax.legend()
+    ax.legend(**{**_BELOW, "ncol": 1})
     return fig
 
 
@@ -122,7 +122,7 @@ def plot_training(losses: torch.Tensor, etas: torch.Tensor, constructed: torch.T
     against the best constructed network of the same ``depth`` and the infinite-depth sweep. Bottom: the constructed
     network's test error against its step (``etas``, ``constructed`` ``(len(etas),)``) and the trained models'
     median test error (``trained`` ``(seeds,)``). Returns the figure."""
-    fig, (a0, a1) = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 8))
+    fig, (a0, a1) = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 9), layout="constrained")
     L = to_numpy(losses)
     steps = np.arange(1, L.shape[0] + 1)
     for m in range(L.shape[1]):
@@ -130,13 +130,12 @@ def plot_training(losses: torch.Tensor, etas: torch.Tensor, constructed: torch.T
     a0.axhline(float(constructed.min()), color="k", ls="--", lw=1, label=f"constructed, best eta, n = {depth}")
     a0.axhline(float(kaczmarz), color="gray", ls=":", lw=1, label="Kaczmarz (infinite depth)")
     a0.set(xlabel="training step", ylabel="squared error per prompt position", title="Training on fresh Haar prompts")
-    a0.legend()
+    a0.legend(**_BELOW)
     a1.semilogy(to_numpy(etas), to_numpy(constructed), "o-", ms=3, label=f"constructed, n = {depth}")
     a1.axhline(float(trained.median()), color="C1", ls="--", label=f"trained (median of {trained.shape[0]} seeds)")
     a1.set(xlabel="step eta of the construction", ylabel="test squared error (log scale)",
            title="Construction vs training")
     a1.legend()
-    fig.tight_layout()
     return fig
 
 

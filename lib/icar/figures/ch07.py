@@ -122,7 +122,7 @@ def plot_linear_vs_softmax(t: torch.Tensor, L_rare: torch.Tensor, L_dom: torch.T
     """Per-query loss against the iteration (log-log) on the same data: softmax attention (``L_rare``, ``L_dom``
     ``(S,)`` at ``t``) against linear attention's gradient descent (``L_lin`` ``(len(lin_steps), K)``: dominant query
     first) and its rare-query floor ``floor``. Returns the figure."""
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 5.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 6.0), layout="constrained")
     t = to_numpy(t)
     ax.loglog(t[1:], to_numpy(L_rare[1:]), label="softmax, rare queries")
     ax.loglog(t[1:], to_numpy(L_dom[1:]), label="softmax, dominant query")
@@ -133,7 +133,7 @@ def plot_linear_vs_softmax(t: torch.Tensor, L_rare: torch.Tensor, L_dom: torch.T
     ax.axhline(floor, color="gray", ls=":", lw=1, label="linear floor, rare (formula)")
     ax.set(xlabel="GD iteration t (log scale)", ylabel="per-query loss $L_k$ (log scale)",
            title=f"Same data: K = {K}, N = {N}, p1 = {p1}")
-    ax.legend(**_BELOW, ncol=2)
+    ax.legend(**_BELOW, ncol=1)
     return fig
 
 
