@@ -132,7 +132,7 @@ def plot_early_stopping(last: torch.Tensor, kstar: torch.Tensor, mus: torch.Tens
 def plot_window_errors(hist: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], *, exact: float = 1e-12):
     r"""Histogram of :math:`\log_{10}` of the AR(1) roll-out error of the windows that are not fitted exactly (error
     above ``exact``), one series per word order; ``hist[name] = (errors, has_repeat, rank)``. Returns the figure."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 4.4), layout="constrained")
     bins = np.linspace(-3.5, -1.5, 41)
     for name, (err, _, _) in hist.items():
         bad = err[err > exact]
@@ -140,7 +140,7 @@ def plot_window_errors(hist: dict[str, tuple[torch.Tensor, torch.Tensor, torch.T
                 label=f"{name}: {len(bad)} of {len(err)} windows (the other {len(err) - len(bad)} are exact)")
     ax.set(xlabel=r"$\log_{10}$ roll-out MSE of the window's AR(1) fit", ylabel="number of windows",
            title="5-word windows of movie reviews, 100-d fastText vectors")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))   # under the axes: the bars reach the top
     return fig
 
 
