@@ -94,6 +94,8 @@ def test_raw_print_detector_flags_what_it_should():
 # lines, are mostly the list of their controls). CELL_BUDGET: about a laptop screen of code at the book's font (30
 # lines); the chapters' longest cells that do not draw were 27-32 lines. Every exemption names its cell by a line in
 # it and says why; an exemption that no longer applies fails, so the list stays true.
+# Lines are counted as stored: laying the cells out with .ci/format_notebooks.py (black, 88 columns) about doubles
+# the claim cells, so both budgets are to be measured again when that layout lands.
 _DRAWS = (r"plt\.(?:subplots|figure|subplot)\(", r"\.add_subplot\(", r"\.add_gridspec\(", r"\.heatmap\(",
           r"\.(?:plot|semilogy|semilogx|loglog|scatter|imshow|hist|bar|fill_between|plot_surface|quiver)\(",
           r"\.(?:axhline|axvline|set_xlabel|set_ylabel|legend)\(")
