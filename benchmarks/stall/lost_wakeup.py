@@ -1,4 +1,4 @@
-"""The kernel stall in twenty lines: a send on a shell socket that is being polled can swallow the reply's wake-up.
+"""The kernel stall, replayed: a send on a shell socket that is being polled can swallow the reply's wake-up.
 
 nbclient waits for an ``execute_reply`` with ``await shell.poll(timeout)`` on a ``zmq.asyncio`` socket: the event loop
 watches the socket's ``ZMQ_FD``, which is *edge-triggered* (it signals once, when libzmq's command mailbox gets a
@@ -29,8 +29,12 @@ from jupyter_client.session import Session
 WAYS = ("session", "asyncio", "none")
 
 
-async def one_trial(way: str, timeout_s: float) -> float:
-    """Seconds the shell poll took to report a reply that arrived before the client's ``comm_msg`` send."""
+async def one_trial(way: str, timeout_s: float, settle: float = 0.02) -> float:
+    """Seconds the shell poll took (from its start) to report a reply that arrived before the client's ``comm_msg``
+    send: about ``0.02 + settle`` when the poll is woken, about ``timeout_s`` when the wake-up was lost.
+
+    ``settle``: how long the loop is kept busy after the kernel's send, so that the reply has landed (libzmq's I/O
+    thread has queued it and signalled the socket) before the client sends."""
     actx, sctx = zmq.asyncio.Context(), zmq.Context()
     kernel = sctx.socket(zmq.ROUTER)
     port = kernel.bind_to_random_port("tcp://127.0.0.1")
@@ -40,15 +44,15 @@ async def one_trial(way: str, timeout_s: float) -> float:
     try:
         await shell.send_multipart([b"execute_request"])      # the client's request ...
         ident, _ = kernel.recv_multipart()                    # ... read by the kernel
+        t0 = time.perf_counter()
         poll = asyncio.ensure_future(shell.poll(int(timeout_s * 1000)))  # nbclient: wait for the reply
         await asyncio.sleep(0.02)                             # the poll is armed, nothing to read yet
         kernel.send_multipart([ident, b"execute_reply"])      # the kernel replies ...
-        time.sleep(0.02)                                      # ... and the reply lands while the loop is busy
+        time.sleep(settle)                                    # ... and the reply lands while the loop is busy
         if way == "session":                                  # nbclient's Output widget: comm_msg on the shell
             session.send(shell, "comm_msg", {"comm_id": "x", "data": {"method": "update"}})
         elif way == "asyncio":
             shell.send_multipart([b"comm_msg"])
-        t0 = time.perf_counter()
         events = await poll
         waited = time.perf_counter() - t0
         if not events & zmq.POLLIN:
