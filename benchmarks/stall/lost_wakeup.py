@@ -66,7 +66,8 @@ async def one_trial(way: str, timeout_s: float, settle: float = 0.02) -> float:
 
 
 async def main_async(trials: int, timeout_s: float) -> None:
-    print(f"pyzmq {zmq.__version__} | libzmq {zmq.zmq_version()} | poll timeout {timeout_s:g} s | {trials} trials per way")
+    print(f"pyzmq {zmq.__version__} | libzmq {zmq.zmq_version()} | poll timeout {timeout_s:g} s "
+          f"| {trials} trials per way")
     for way in WAYS:
         waits = [await one_trial(way, timeout_s) for _ in range(trials)]
         lost = sum(w > timeout_s / 2 for w in waits)
