@@ -18,20 +18,19 @@ cell runs, nbclient emulates a front end for ``Output`` widgets (every ``ipywidg
 output the kernel routes into the widget it sends a ``comm_msg`` back to the kernel, on that same shell socket,
 through ``jupyter_client.Session.send``, which sends on a blocking shadow of the asyncio socket. When the reply has
 already landed, that send drains the socket's wake-up, and pyzmq's asyncio wrapper, which did not see the send, never
-looks again: the reply is found only when the poll times out (the cell then passes, late), or never with nbclient's
-``timeout=None`` (``jupyter nbconvert --execute``'s default), since nothing else arrives on the shell to wake it
+looks again: the reply is found only when the poll times out (the cell then passes, late), or, by the same code, never
+with nbclient's ``timeout=None`` (``jupyter nbconvert --execute``'s default), since nothing else arrives on the shell to wake it
 (the first report's run that "hung idle for 5 minutes after the explorer cell"). ``benchmarks/stall/lost_wakeup.py``
 replays that order deterministically: the poll saw the waiting reply only at its timeout in 10/10 trials with the
 send through ``Session.send``, 0/10 with the same send through the asyncio wrapper or with no send. Upstream:
 jupyter/nbclient#312 (same symptom, ipywidgets), jupyter/jupyter_client#1059 (removing the shadow send; open, not
 merged). There is no version to pin: ipykernel 7.4 needs jupyter_client >= 8.9, and ``Session.send`` shadows the
 asyncio socket in 8.9.0 and 8.10.0 (the latest) alike; nbclient 0.11.0 (the latest) sends its widget replies that
-way. The kernel-side race of the first
-report (ipykernel#1554, a request arriving while a reply is sent; ipykernel 7.0-7.3) is why ``requirements.txt`` asks
-for ipykernel >= 7.4; its ``ZMQError`` never appeared in the runs below.
+way. The kernel-side race of the first report (ipykernel#1554, a request arriving while a reply is sent; ipykernel
+7.0-7.3) is why ``requirements.txt`` asks for ipykernel >= 7.4; its ``ZMQError`` never appeared in the runs below.
 
 Measured on the course's 2-core machine (other work running, load 2-9, plus ``nice -n 10 stress-ng --cpu 1``), 8
-live explorer cells per notebook run, 10 s cell timeout (20 s where marked), Dec 2026:
+live explorer cells per notebook run, 10 s cell timeout (20 s in the second ``icar_explorers`` batch), Dec 2026:
 
 ==============================================  ======  ===========  ===============  ==========================
 notebook, client, configuration                 runs    runs with a  late replies     comm_msg sent by the client
