@@ -347,3 +347,10 @@ def test_train_names_its_bad_arguments():
         args = dict(batch_fn=batch, steps=1, lr=0.1, progress=False) | kwargs
         with pytest.raises((TypeError, ValueError), match=pattern):
             tr.train(model, args.pop("batch_fn"), **args)
+
+
+def test_train_refuses_a_momentum_of_one_whatever_the_optimizer():
+    batch = tr.fixed_batch(torch.ones(1, 3, 2, **_f64), torch.ones(1, 2, 2, **_f64))
+    for optimizer in ("adam", "sgd"):
+        with pytest.raises(ValueError, match=r"^momentum must lie in \[0, 1\]"):
+            tr.train(models.FixedLinear(1, 2), batch, steps=1, lr=0.1, optimizer=optimizer, momentum=1.0, progress=False)
