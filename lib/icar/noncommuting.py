@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .data import ARBatch, initial_states, matrix_powers, rollout, sample_contexts
-from .models import BatchedModel
+from .models import BatchedModel, bilinear_mix, bilinear_scores
 from .runtime import DeviceLike, make_generator, resolve_device
 from .tokens import augment as _augment
 from .validate import (
@@ -311,20 +311,42 @@ class PositionalTokenAttention(BatchedModel):
         mask = torch.ones(T, T, dtype=torch.bool, device=E.device).tril()
         return torch.softmax(a.masked_fill(~mask, float("-inf")), dim=-1)
 
+    def _folded(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        r"""Head maps on :math:`\tilde s = (s, 1)`: :math:`W x + b = [W_{:, :d} + W_{:, d:},\ b]\,\tilde s` for
+        :math:`x = (s, s)`; ``W`` ``(M, H D, D)``, ``b`` ``(M, H D)`` -> ``(M, H, D, d + 1)``."""
+        M, H, D, d = self.n_models, self.heads, self.D, self.d
+        return torch.cat([W[..., :d] + W[..., d:], b[..., None]], dim=-1).view(M, H, D, d + 1)
+
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        s = self.per_model(states, 3, "states")
+        r"""Predictions ``(M, B, T, d)`` for states shared ``(B, T, d)``, per model ``(M, B, T, d)`` or per group of
+        models ``(G, B, T, d)`` (see :meth:`icar.models.BatchedModel.input_groups`).
+
+        Computed in the shared-input form: with :math:`\tilde s = (s, 1)` and the folded head maps
+        :math:`\tilde Q_h, \tilde K_h, \tilde V_h` (``D x (d+1)``, see :meth:`_folded`), the token score is
+        :math:`\tilde s_t^\top G_h \tilde s_j` with :math:`G_h = \tilde Q_h^\top \tilde K_h/\sqrt D` (``(d+1) x (d+1)``)
+        and the head output :math:`\sum_j \alpha^h_{tj} v^h_j = \tilde V_h z_{t,h}` with
+        :math:`z_{t,h} = \sum_j \alpha^h_{tj} \tilde s_j` (:func:`icar.models.bilinear_scores`,
+        :func:`icar.models.bilinear_mix`). All heads (and all models reading the same states) then share one product
+        per sequence, no ``q, k, v`` tensors are formed, and :math:`W_1 \sum_h \tilde V_h z_{t,h}` is one product
+        over all positions, ``(B T, H (d+1)) @ (H (d+1), D)``.
+        """
+        s = self.input_groups(states, 3, "states")
         if s.shape[-1] != self.d:
             raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
-        T = s.shape[2]
-        x = torch.cat([s, s], dim=-1)
-        q = self._heads(_bmm(self.W_Q, x, self.b_Q))  # (M, B, T, H, D)
-        k = self._heads(_bmm(self.W_K, x, self.b_K))
-        v = self._heads(_bmm(self.W_V, x, self.b_V))
-        tok = torch.einsum("mbthi,mbshi->mbhts", q, k) / math.sqrt(self.D)
-        alpha = tok * self.positional_attention(T)[:, None]  # (M, B, H, T, T), zero above the diagonal
-        o = torch.einsum("mbhts,mbshi->mbti", alpha, v)  # heads summed
-        h = _layernorm(_bmm(self.W_1, o, self.b_1), self.ln_w, self.ln_b)
-        return _bmm(self.W_2, h, self.b_2)
+        M, H, D, d = self.n_models, self.heads, self.D, self.d
+        Gn, B, T = s.shape[0], s.shape[1], s.shape[2]
+        k = M // Gn                                                                      # models per group
+        st = torch.cat([s, torch.ones_like(s[..., :1])], dim=-1)                         # (G, B, T, d+1)
+        Q, K = self._folded(self.W_Q, self.b_Q), self._folded(self.W_K, self.b_K)
+        G = (Q.mT @ K / math.sqrt(D)).reshape(Gn, k * H, d + 1, d + 1)                  # model m = g k + j
+        P = self.positional_attention(T).reshape(Gn, 1, k * H, T, T).transpose(2, 3)     # (G, 1, T, kH, T)
+        alpha = bilinear_scores(st, G) * P                                               # zero above the diagonal
+        z = bilinear_mix(alpha, st).view(Gn, B, T, k, H * (d + 1))
+        z = z.permute(0, 3, 1, 2, 4).reshape(M, B * T, H * (d + 1))                      # a view when k = 1
+        V = self.W_1 @ self._folded(self.W_V, self.b_V).permute(0, 2, 1, 3).reshape(M, D, H * (d + 1))
+        o = torch.baddbmm(self.b_1[:, None], z, V.mT)                                    # W_1 sum_h V_h z_h + b_1
+        h = _layernorm(o, self.ln_w, self.ln_b)
+        return torch.baddbmm(self.b_2[:, None], h, self.W_2.mT).view(M, B, T, d)
 
 
 # =============================================================================================== analysis
