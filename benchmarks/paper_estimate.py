@@ -54,7 +54,7 @@ def fig5(device: str, dtype: torch.dtype) -> Step:
     """Chapter 5, figure 5: 2 seeds x 2 start laws, 2^14 sequences of 50 tokens each, batch 1024."""
     sets = [nc.split_inputs_targets(nc.haar_sequences(16384, 5, 51, seed=10, start=st, dtype=dtype,
                                                       device=device).states, True) for st in ("fixed", "random")]
-    X = torch.stack([sets[0][0]] * 2 + [sets[1][0]] * 2)
+    X = torch.stack([sets[0][0], sets[1][0]])            # inputs per group: the 2 seeds of a start law share one
     Y = torch.stack([sets[0][1]] * 2 + [sets[1][1]] * 2)
     model = nc.AugmentedAttention(4, 5, attention="linear", paper=True, seed=0, dtype=dtype).to(device)
     return trainer_step(model, nc.minibatches(X, Y, 1024), 1e-2)

@@ -196,18 +196,50 @@ class AugmentedAttention(BatchedModel):
         return e
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Predictions ``(M, B, T, d)`` for tokens shared ``(B, T, D)``, per model ``(M, B, T, D)`` or per group of
+        models ``(G, B, T, D)`` (see :meth:`icar.models.BatchedModel.input_groups`).
+
+        Shared tokens and linear models take the prefix-Gram form (:meth:`_forward_shared_linear`); every other
+        input the grouped score form (:meth:`_forward_grouped`). Both give the outputs of the score-matrix
+        definition (:meth:`scores`)."""
         require_tensor(tokens, "tokens")
         if tokens.dim() == 3 and not bool(self._softmax.any()):
             return self._forward_shared_linear(tokens)
-        e = self._tokens(tokens)
-        alpha = self.scores(e)
-        v = _bmm(self.W_V, e, getattr(self, "b_V", None))
-        o = torch.einsum("mbts,mbsi->mbti", alpha, v)
+        return self._forward_grouped(tokens)
+
+    def _forward_grouped(self, tokens: torch.Tensor) -> torch.Tensor:
+        r"""Score form with the models of a group sharing their input: tokens ``(G, B, T, D)`` or ``(B, T, D)``.
+
+        With :math:`\tilde e = (e, 1)`, :math:`a_{tj} = \tilde e_t^\top G \tilde e_j` where
+        :math:`G = \tilde Q^\top \tilde K/\sqrt D` (``(D+1) x (D+1)``, :meth:`_affine`), and
+        :math:`\sum_j \alpha_{tj} v_j = \tilde V z_t` with :math:`z_t = \sum_j \alpha_{tj} \tilde e_j`. The ``M/G``
+        models of a group take one product per sequence for their scores and one for :math:`z`
+        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`); no per-model ``q, k, v`` and no copy
+        of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per position.
+        """
+        e = self.input_groups(tokens, 3, "tokens")
+        require_real(e, "tokens")
+        if e.shape[-1] != self.D:
+            raise ValueError(f"tokens must be augmented, last dimension 3d = {self.D} (use icar.noncommuting.augment); "
+                             f"got {tuple(e.shape)}")
+        M, D, d = self.n_models, self.D, self.d
+        Gn, B, T = e.shape[0], e.shape[1], e.shape[2]
+        k = M // Gn                                                                      # models per group
+        et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)                         # (G, B, T, D+1)
+        G = self._affine(self.W_Q, "b_Q").mT @ self._affine(self.W_K, "b_K") / math.sqrt(D)  # (M, D+1, D+1)
+        a = bilinear_scores(et, G.reshape(Gn, k, D + 1, D + 1))                          # (G, B, T, k, T)
+        mask = torch.ones(T, T, dtype=torch.bool, device=e.device).tril()[:, None, :]    # (t, 1, j)
+        alpha = a.masked_fill(~mask, 0.0)
+        if bool(self._softmax.any()):
+            soft = torch.softmax(a.masked_fill(~mask, float("-inf")), dim=-1)
+            alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
+        z = bilinear_mix(alpha, et).permute(0, 3, 1, 2, 4).reshape(M, B * T, D + 1)     # a view when k = 1
+        V = self._affine(self.W_V, "b_V")
         if not self.paper:
-            return o[..., : self.d]
-        o = _bmm(self.W_O, o, self.b_O)
-        h = e + _layernorm(o, self.ln_w, self.ln_b)
-        return _bmm(self.W_F[:, : self.d], h, self.b_F[:, : self.d])
+            return (z @ V[:, :d].mT).view(M, B, T, d)
+        o = torch.baddbmm(self.b_O[:, None, :], z, (self.W_O @ V).mT)                     # W_O V~ z + b_O
+        h = (e[:, None] + _layernorm(o, self.ln_w, self.ln_b).view(Gn, k, B, T, D)).view(M, B * T, D)
+        return torch.baddbmm(self.b_F[:, None, :d], h, self.W_F[:, :d].mT).view(M, B, T, d)
 
     def _affine(self, W: torch.Tensor, b: str) -> torch.Tensor:
         r"""``[W, b]`` ``(M, D, D+1)``: the affine map :math:`e \mapsto We + b` acting on :math:`\tilde e = (e, 1)`."""
