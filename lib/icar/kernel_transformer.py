@@ -141,18 +141,21 @@ class KernelDescentTransformer(BatchedModel):
         return e
 
     def _attend(self, e: torch.Tensor, Wq: torch.Tensor, Wk: torch.Tensor, Wv: torch.Tensor, kind: str) -> torch.Tensor:
-        r"""Sum over heads of causal attention outputs: ``e`` ``(M, B, N, C)``, ``W*`` ``(M, H, out, C)`` ->
-        ``(M, B, N, out)``.
+        r"""Sum over heads of causal attention outputs: tokens ``e`` ``(G, B, N, C)`` (``G`` dividing ``M``: model
+        ``m`` reads group ``m // (M/G)``; ``G = 1`` for tokens shared by all models), weights ``W*``
+        ``(M, H, out, C)`` -> ``(M, B, N, out)``.
 
         Queries, keys and values all read the same tokens, so the score of head ``h`` is
         :math:`\langle W_Q^h e_t, W_K^h e_s\rangle = e_t^\top G_h e_s` with :math:`G_h = W_Q^{h\top} W_K^h`, and
         :math:`\sum_s a^h_{ts} W_V^h e_s = W_V^h z_{t,h}`, :math:`z_{t,h} = \sum_s a^h_{ts} e_s`
-        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`): the heads share one product per
-        sequence, no ``q, k, v`` copies are made, and the value maps of all heads are one product over positions.
+        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`): the heads of all models that read
+        the same tokens share one product per sequence, no ``q, k, v`` copies are made, and the value maps of all
+        heads are one product over positions.
         """
         M, H, out, C = Wq.shape
-        B, N = e.shape[1], e.shape[2]
-        s = bilinear_scores(e, Wq.mT @ Wk)                                   # (M, B, N, H, N): [t, h, s]
+        Gn, B, N = e.shape[0], e.shape[1], e.shape[2]
+        k = M // Gn                                                           # models per group
+        s = bilinear_scores(e, (Wq.mT @ Wk).reshape(Gn, k * H, C, C))         # (G, B, N, k H, N): [t, (j, h), s]
         causal = torch.ones(N, N, dtype=torch.bool, device=e.device).tril()[:, None, :]   # (t, 1, s)
         if kind == "linear":
             a = s.masked_fill(~causal, 0.0)
@@ -160,7 +163,8 @@ class KernelDescentTransformer(BatchedModel):
             a = torch.exp(s.masked_fill(~causal, float("-inf")))
         else:
             a = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
-        z = bilinear_mix(a, e).reshape(M, B * N, H * C)                      # (M, B N, H C)
+        z = bilinear_mix(a, e).view(Gn, B, N, k, H * C)
+        z = z.permute(0, 3, 1, 2, 4).reshape(M, B * N, H * C)                 # a view when k = 1
         V = Wv.permute(0, 2, 1, 3).reshape(M, out, H * C)                    # [W_V^1 ... W_V^H]
         return (z @ V.mT).view(M, B, N, out)
 
@@ -179,9 +183,11 @@ class KernelDescentTransformer(BatchedModel):
         if x.shape[2] > self.max_len:
             raise ValueError(f"the prompt has T={x.shape[2]} tokens but the model was built for max_len={self.max_len}")
         require_min_length(x, "states", 2, 2, "tokens (T >= 2: the first pair is (x_1, x_2))")
-        # shared prompts: the fixed first layer is computed once and seen by every model (a view, no copy)
-        e = self.first_layer(states[None]).expand(x.shape[0], -1, -1, -1) if states.dim() == 3 else self.first_layer(x)
+        # shared prompts: the fixed first layer is computed once, and the first CKD layer reads one copy of its output
+        # for all models (a group of M, see _attend); the content differs per model from then on
+        e = self.first_layer(states[None]) if states.dim() == 3 else self.first_layer(x)
         content, rest = e[..., : 4 * self.d], e[..., 4 * self.d: self.C]
         for _ in range(self.n_layers):
-            content = content + self._attend(torch.cat([content, rest], -1), self.Wq, self.Wk, self.Wv, self.attention)
+            tokens = torch.cat([content, rest.expand(content.shape[0], -1, -1, -1)], -1)
+            content = content + self._attend(tokens, self.Wq, self.Wk, self.Wv, self.attention)
         return content[:, :, 1:, self.sl["u"]]  # projector P
