@@ -156,13 +156,14 @@ class KernelDescentTransformer(BatchedModel):
         Gn, B, N = e.shape[0], e.shape[1], e.shape[2]
         k = M // Gn                                                           # models per group
         s = bilinear_scores(e, (Wq.mT @ Wk).reshape(Gn, k * H, C, C))         # (G, B, N, k H, N): [t, (j, h), s]
-        causal = torch.ones(N, N, dtype=torch.bool, device=e.device).tril()[:, None, :]   # (t, 1, s)
+        causal = torch.ones(N, N, dtype=e.dtype, device=e.device).tril()[:, None, :]      # (t, 1, s): 1 for s <= t
+        # a product and a sum with log(causal) = 0 / -inf, not masked_fill: fast broadcasts, forward and backward
         if kind == "linear":
-            a = s.masked_fill(~causal, 0.0)
+            a = s * causal
         elif kind == "exp":
-            a = torch.exp(s.masked_fill(~causal, float("-inf")))
+            a = torch.exp(s + torch.log(causal))
         else:
-            a = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
+            a = torch.softmax(s + torch.log(causal), dim=-1)
         z = bilinear_mix(a, e).view(Gn, B, N, k, H * C)
         z = z.permute(0, 3, 1, 2, 4).reshape(M, B * N, H * C)                 # a view when k = 1
         V = Wv.permute(0, 2, 1, 3).reshape(M, out, H * C)                    # [W_V^1 ... W_V^H]

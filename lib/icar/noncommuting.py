@@ -125,6 +125,12 @@ def _layernorm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1
 ATTENTIONS = ("linear", "softmax")
 
 
+def _causal(T: int, like: torch.Tensor) -> torch.Tensor:
+    """Causal mask ``(T, 1, T)`` in the dtype and device of ``like``: 1 where key ``j <= t`` query, else 0 (its
+    logarithm, 0 or -inf, is the additive mask of a softmax)."""
+    return torch.ones(T, T, dtype=like.dtype, device=like.device).tril()[:, None, :]
+
+
 class AugmentedAttention(BatchedModel):
     r"""One causal attention layer on augmented tokens :math:`e_t = (0, s_t, s_{t-1}) \in \mathbb R^{D}`, ``D = 3d``.
 
@@ -228,10 +234,10 @@ class AugmentedAttention(BatchedModel):
         et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)                         # (G, B, T, D+1)
         G = self._affine(self.W_Q, "b_Q").mT @ self._affine(self.W_K, "b_K") / math.sqrt(D)  # (M, D+1, D+1)
         a = bilinear_scores(et, G.reshape(Gn, k, D + 1, D + 1))                          # (G, B, T, k, T)
-        mask = torch.ones(T, T, dtype=torch.bool, device=e.device).tril()[:, None, :]    # (t, 1, j)
-        alpha = a.masked_fill(~mask, 0.0)
+        causal = _causal(T, a)                                                           # (t, 1, j): 1 for j <= t
+        alpha = a * causal                                  # a product, not masked_fill: a fast broadcast, both ways
         if bool(self._softmax.any()):
-            soft = torch.softmax(a.masked_fill(~mask, float("-inf")), dim=-1)
+            soft = torch.softmax(a + torch.log(causal), dim=-1)                          # + log 0 = -inf for j > t
             alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
         z = bilinear_mix(alpha, et).permute(0, 3, 1, 2, 4).reshape(M, B * T, D + 1)     # a view when k = 1
         V = self._affine(self.W_V, "b_V")
