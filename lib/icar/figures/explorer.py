@@ -120,7 +120,7 @@ def player_html(frames: Sequence[bytes], name: str, values: Sequence[Any], *, st
         f'<p style="margin:0 0 .3em 0;font-size:90%"><b>Static explorer</b> ({len(frames)} precomputed frames): '
         f'move the slider to change <code>{html.escape(name)}</code>. {html.escape(note)}</p>'
         f'<label style="display:flex;flex-wrap:nowrap;align-items:center;gap:.6em;margin:.2em 0 .4em 0;'
-        f'white-space:nowrap;font-family:monospace"><span>{html.escape(name)} =</span>'
+        f'white-space:nowrap"><span><code>{html.escape(name)}</code> =</span>'
         f'<input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}" '
         f'style="flex:0 1 18em;min-width:6em;margin:0" '
         f'aria-label="{html.escape(name)}" oninput="{html.escape(js)}">'
