@@ -86,3 +86,30 @@ def test_raw_print_detector_flags_what_it_should():
     assert _raw_print_args(call('print(np.round(x, 3))'))
     assert not _raw_print_args(call('print("matrix:\\n", m.numpy().round(3))'))
     assert not _raw_print_args(call('print("c", numbers(c, ".3f"), f"{x:.2f}")'))
+
+
+def _markdown_sources():
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for i, c in enumerate(nb["cells"]):
+            if c["cell_type"] == "markdown":
+                yield path.name, i, "".join(c["source"])
+    for path in sorted((ROOT / "book").glob("*.md")):
+        yield path.name, 0, path.read_text(encoding="utf-8")
+
+
+def test_no_line_inside_inline_math_starts_like_a_list_item():
+    """A line that starts with `+ `, `- `, `* ` or `1. ` is a Markdown list item even inside `$...$`: the formula breaks
+    and the rest of the paragraph renders as run-together italics. Keep the operator at the end of the line above."""
+    import re
+    bad = []
+    for name, i, src in _markdown_sources():
+        opened = ""
+        for line in src.split("\n"):
+            if not line.strip():
+                opened = ""
+                continue
+            if re.match(r"\s*([+*-]|\d+[.)])\s", line) and opened.count("$") % 2 == 1:
+                bad.append((name, i, line[:60]))
+            opened += line.replace("$$", "") + "\n"
+    assert not bad, f"lines that would start a list inside inline math: {bad}"

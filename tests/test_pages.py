@@ -1,5 +1,6 @@
 """What the rendered pages show: no echoed claim reprs, progress bars that finish, the book build's environment."""
 import os
+from pathlib import Path
 
 import torch
 from IPython.core.interactiveshell import InteractiveShell
@@ -174,3 +175,20 @@ def test_legibility_check_catches_a_wide_figure():
     assert [float(w) for w in _FIGSIZE.findall(code)] == [13.0] and _EXPLICIT_FONT.findall(code) == ["7"]
     assert 13 > style.max_width_in(style.FONT_PT) and style.PAGE_WIDTH_IN > style.max_width_in(7)
     assert re.fullmatch(r"PAGE_WIDTH_IN", _FIGSIZE.findall("figsize=(figs.PAGE_WIDTH_IN, 4)")[0].split(".")[-1])
+
+
+def test_bibliography_labels_are_author_year_as_cited():
+    """The bibliography's labels match the author-year citations of the text, with a letter where two would clash."""
+    from pybtex.database import BibliographyData, Entry, Person, parse_file
+    from pybtex.plugin import find_plugin
+
+    book_ext.register_author_year_style()
+    style = find_plugin("pybtex.style.formatting", "icar_author_year")()
+    labels = {e.key: e.label for e in style.format_entries(parse_file(str(Path(__file__).resolve().parents[1] / "references.bib")).entries.values())}
+    assert labels["sander2024icar"] == "Sander et al. 2024" and labels["sander2025kernel"] == "Sander and Peyré 2025"
+    assert "Kaczmarz 1937" in labels.values() and "Sander and Peyré 2025" in labels.values()
+    assert "von Oswald et al. 2023" in labels.values()
+    twin = BibliographyData({k: Entry("article", fields={"title": k, "year": "2020", "journal": "J"},
+                                      persons={"author": [Person(n) for n in ("Doe, Jane", "Roe, Rick", "Poe, Pat")]}) for k in "xy"})
+    assert sorted(e.label for e in style.format_entries(twin.entries.values())) == ["Doe et al. 2020a",
+                                                                                    "Doe et al. 2020b"]

@@ -5,6 +5,11 @@
   ``ICAR_PROGRESS=0`` (no progress bars: a hidden bar still leaves a blank gap in the page).
 * Theorems, propositions, lemmas ... and exercises are numbered per chapter, ``Proposition 3.2`` (the chapter number
   is the ``NN`` of ``book/NN_name``); sphinx-proof and sphinx-exercise alone number them across the whole book.
+* The bibliography is labelled as the text cites: ``[Sander et al. 2024]`` beside the entry that the citation
+  "Sander et al. (2024)" points to (the ``icar_author_year`` pybtex style; the stock styles number the entries, which
+  an author-year citation cannot be matched to).
+* No proof index page: sphinx-proof's domain index lists bare label ids (``ch01-def-gamma-psi``); the claims ledger
+  is the course's index of results.
 """
 from __future__ import annotations
 
@@ -47,7 +52,48 @@ def _renumber(app, env) -> list[str]:
     return per_chapter(env.toc_fignumbers, set(PROOF_TYPES) | {"exercise"})
 
 
+def author_year_label(persons: list, year: str) -> str:
+    """``"Sander et al. 2024"``, ``"Sander and Peyré 2025"``, ``"von Oswald et al. 2023"`` from pybtex persons (their
+    "von" part included) and a year."""
+    last = [" ".join(n.render_as("text") for n in [*p.rich_prelast_names, *p.rich_last_names]) for p in persons]
+    if not last:
+        names = "Anon."
+    elif len(last) == 1:
+        names = last[0]
+    elif len(last) == 2:
+        names = f"{last[0]} and {last[1]}"
+    else:
+        names = f"{last[0]} et al."
+    return f"{names} {year}".strip()
+
+
+def register_author_year_style() -> None:
+    """Register the pybtex formatting style ``icar_author_year``: pybtex's ``plain`` entries with author-year labels
+    (``a``, ``b`` appended where two entries would share a label)."""
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.plain import Style as Plain
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            labels = [author_year_label(e.persons.get("author") or e.persons.get("editor") or [],
+                                        e.fields.get("year", "")) for e in sorted_entries]
+            seen: dict[str, int] = {}
+            for label in labels:
+                if labels.count(label) == 1:
+                    yield label
+                else:
+                    seen[label] = seen.get(label, 0) + 1
+                    yield label + "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1]
+
+    class AuthorYear(Plain):
+        default_label_style = AuthorYearLabels
+
+    register_plugin("pybtex.style.formatting", "icar_author_year", AuthorYear, force=True)
+
+
 def setup(app):
+    register_author_year_style()
     # The notebook kernels are started by this process during the build and inherit its environment.
     os.environ.setdefault("ICAR_EXPLORERS", "static")
     os.environ.setdefault("ICAR_PROGRESS", "0")
