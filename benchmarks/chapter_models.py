@@ -10,6 +10,8 @@ thread) and prints
   measured matmul rate (same dtype) and the measured memory bandwidth times the step's arithmetic intensity.
   Flops are those of the matrix products (``torch.utils.flop_counter``); bytes assume that every operation reads its
   inputs and writes its output once (no reuse across operations), an upper bound on the memory traffic;
+* CPU memory is kept by the allocator between steps (``icar.train.retain_cpu_memory``; ``--system-allocator`` to
+  measure without it): otherwise every step maps activations above 32 MiB afresh and pays page faults;
 * peak memory: the largest block of live activations allocated during the step (``torch.cuda.max_memory_allocated``
   on a GPU; on the CPU, the sum of the outputs of the step's operations, an upper bound).
 
@@ -248,15 +250,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cap-mib", type=float, default=1500, help="skip sizes whose activations exceed this")
     p.add_argument("--short", action="store_true", help="only the first (shorter) context length")
+    p.add_argument("--system-allocator", action="store_true",
+                   help="leave malloc as it is (default: icar.train.retain_cpu_memory, no page faults per step)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    retained = False if a.system_allocator else train.retain_cpu_memory()
     Ms = [int(x) for x in a.M.split(",")] if a.M else ([1, 8, 64] if a.quick else [1, 8, 64, 256, 1024])
     reps = 3 if a.quick else 5
     bw = bandwidth(a.device)
     rates = {dt: matmul_rate(dt, a.device) for dt in (torch.float32, torch.float64, torch.complex128)}
     print(f"device {a.device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; measured: memory "
           f"bandwidth {bw:.1f} GB/s, matmul " + ", ".join(f"{str(k).split('.')[-1]} {v:.1f}" for k, v in rates.items())
-          + " GFLOP/s")
+          + f" GFLOP/s; freed CPU memory retained: {retained}")
     wanted = a.models.split(",")
     summary = []
     for case in (c for c in CASES if c.name in wanted):

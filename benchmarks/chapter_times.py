@@ -24,7 +24,9 @@ from nbclient.exceptions import CellExecutionError
 def run(path: str, mode: str, timeout: int) -> tuple[float, str]:
     """Execute one notebook at ``mode`` (on the device ``icar.setup`` picks: CUDA, then MPS, then the CPU); return
     (seconds, "ok" or the first line of the error)."""
-    env = {"ICAR_SCALE": mode, "ICAR_PROGRESS": "0"}
+    # Static explorers, as in the book build: a live explorer's Output widget makes nbclient send comm messages on
+    # the shell channel, which can lose the wake-up of a cell's reply (benchmarks/kernel_stall.py).
+    env = {"ICAR_SCALE": mode, "ICAR_PROGRESS": "0", "ICAR_EXPLORERS": "static"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     nb = nbformat.read(path, as_version=4)

@@ -97,3 +97,32 @@ def test_static_slider_changes_the_picture_in_a_browser(tmp_path):
     frame2, src2 = _visible(dom)
     assert frame2 == 2 and src2 != src0
     assert "<output>16</output>" in dom
+
+
+def test_frames_have_the_text_size_of_the_chapter_figures():
+    """A PAGE_WIDTH_IN-wide frame is a PNG 1.5x the column's CSS width, shown at the full column width (so its text
+    has the size of a chapter figure of that width); a narrower figure takes the share of the column it takes in a
+    chapter, where figures show at FIGURE_DPI up to the column width."""
+    from icar.figures import style
+
+    def wide():
+        fig, ax = plt.subplots(figsize=(style.PAGE_WIDTH_IN, 3), layout="constrained")
+        ax.plot([0, 1], [0, 1])
+        ax.set_xlabel("x")
+
+    png = explorer.render_frames(lambda k: wide(), "k", [0])[0]
+    width = int.from_bytes(png[16:20], "big")
+    assert abs(width / style.CONTENT_PX - 1.5) < 0.1, width
+    assert explorer.display_width(png) == "100%"
+    narrow = explorer.render_frames(_line, "a", [1.0])[0]                # a 3 in figure
+    share = float(explorer.display_width(narrow).rstrip("%"))
+    expected = 100 * int.from_bytes(narrow[16:20], "big") / explorer.FRAME_DPI * style.FIGURE_DPI / style.CONTENT_PX
+    assert abs(share - expected) < 1 and 35 < share < 55
+    assert explorer.display_width(b"not a png") == "100%"
+
+
+def test_controls_are_one_row_name_slider_value():
+    page = explorer.player_html([b"A", b"B"], "train_frac", [0.1, 0.2], start=1)
+    row = re.search(r"<label[^>]*>(.*?)</label>", page).group(1)
+    assert re.search(r'style="[^"]*display:flex[^"]*flex-wrap:nowrap', page)
+    assert row.index("train_frac") < row.index('type="range"') < row.index("<output>0.2</output>")

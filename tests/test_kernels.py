@@ -284,3 +284,19 @@ def test_sample_periodic_is_periodic():
     assert (X[:, :5] - Z).abs().max() == 0
     with pytest.raises(ValueError, match="period p must be at least 2"):
         K.sample_periodic(3, 4, 1, 10, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "exp", "softmax"])
+def test_attend_shared_input_form_equals_head_by_head_attention(kind):
+    """The heads-share-one-product form of a layer equals q, k, v per head, causal weights, summed head outputs."""
+    model = KernelDescentTransformer(2, 3, 6, 1, init="random", init_scale=0.3, seed=1)
+    g = torch.Generator().manual_seed(2)
+    e = 0.5 * torch.randn(2, 4, 5, model.C, generator=g, dtype=torch.float64)
+    Wv = 0.3 * torch.randn(model.Wv.shape, generator=g, dtype=torch.float64)
+    q, k, v = (torch.einsum("mhoc,mbnc->mhbno", W, e) for W in (model.Wq, model.Wk, Wv))
+    s = q @ k.mT
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    a = {"linear": lambda: s.masked_fill(~causal, 0.0), "exp": lambda: s.masked_fill(~causal, float("-inf")).exp(),
+         "softmax": lambda: s.masked_fill(~causal, float("-inf")).softmax(-1)}[kind]()
+    with torch.no_grad():
+        assert (model._attend(e, model.Wq, model.Wk, Wv, kind) - (a @ v).sum(1)).abs().max() < 1e-12

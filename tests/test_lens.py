@@ -173,10 +173,10 @@ def test_plot_lens_draws_both_panels(errors):
     fig = figures.plot_lens(errors, {"gd_optimal": lens.gd_optimal_curve(T, D)}, ckd_depth=4)
     top, bottom = fig.axes
     assert top.get_yscale() == "log" and bottom.get_yscale() == "log"
-    assert top.get_legend() is not None and bottom.get_legend() is not None
-    labels = [t.get_text() for t in top.get_legend().get_texts()]
-    assert "causal kernel descent, depth 4 (ch. 6)" in labels
-    assert bottom.get_xlabel().startswith("number of pairs")
+    assert len(fig.legends) == 1                             # one legend for both panels, below them
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "causal kernel descent, depth 4 (ch. 6)" in labels and "one GD step, best $\\eta_n$ (ch. 1)" in labels
+    assert top.get_xlabel().startswith("number of pairs") and bottom.get_xlabel().startswith("number of pairs")
     matplotlib.pyplot.close(fig)
 
 

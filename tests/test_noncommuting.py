@@ -317,3 +317,52 @@ def test_linear_prefix_gram_path_equals_score_matrix_form(paper):
     with torch.no_grad():
         assert (m(X) - o[..., :d]).abs().max() < 1e-12                 # shared tokens: the prefix-Gram route
         assert (m(X.expand(M, *X.shape)) - o[..., :d]).abs().max() < 1e-12   # per-model tokens: the score route
+
+
+def _perturbed(m, scale=0.2):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return m
+
+
+@pytest.mark.parametrize("paper", [True, False])
+def test_grouped_inputs_equal_per_model_inputs_and_the_score_form(paper):
+    """Tokens given once per group of models (G = 2 groups of 2) give each model the score-form output on its group's
+    tokens, for linear and softmax models in one batch."""
+    d, M = 2, 4
+    m = _perturbed(nc.AugmentedAttention(M, d, attention=["linear", "softmax", "softmax", "linear"], paper=paper,
+                                         seed=1))
+    X = torch.stack([nc.split_inputs_targets(nc.haar_sequences(3, d, 7, seed=s, start="random").states, True)[0]
+                     for s in (2, 3)])                                              # (2, B, T, D)
+    e = X.repeat_interleave(2, 0)                                                   # the same tokens, per model
+    v = nc._bmm(m.W_V, e, getattr(m, "b_V", None))
+    o = torch.einsum("mbts,mbsi->mbti", m.scores(e), v)
+    if paper:
+        o = nc._bmm(m.W_F, e + nc._layernorm(nc._bmm(m.W_O, o, m.b_O), m.ln_w, m.ln_b), m.b_F)
+    with torch.no_grad():
+        assert (m(X) - o[..., :d]).abs().max() < 1e-12
+        assert (m(e) - o[..., :d]).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="G dividing n_models=4"):
+        m(torch.cat([X, X[:1]]))                                                    # 3 groups for 4 models
+
+
+def test_positional_token_attention_equals_its_definition_for_every_input_layout():
+    """The shared-input form of the figure-7 model equals the head-by-head definition (q, k, v of x = (s, s), token
+    score times positional softmax, W_1, LayerNorm, W_2), for shared, grouped and per-model states."""
+    d, M, H, T = 2, 4, 3, 6
+    m = _perturbed(nc.PositionalTokenAttention(M, d, heads=H, max_len=8, seed=0))
+    S = torch.stack([nc.haar_sequences(5, d, T, seed=s, start="random").states for s in (4, 5)])   # (2, B, T, d)
+    s = S.repeat_interleave(2, 0)
+    x = torch.cat([s, s], -1)
+    q, k, v = (nc._bmm(W, x, b).unflatten(-1, (H, 2 * d)) for W, b in ((m.W_Q, m.b_Q), (m.W_K, m.b_K), (m.W_V, m.b_V)))
+    alpha = torch.einsum("mbthi,mbshi->mbhts", q, k) / math.sqrt(2 * d) * m.positional_attention(T)[:, None]
+    o = torch.einsum("mbhts,mbshi->mbti", alpha, v)
+    ref = nc._bmm(m.W_2, nc._layernorm(nc._bmm(m.W_1, o, m.b_1), m.ln_w, m.ln_b), m.b_2)
+    with torch.no_grad():
+        assert (m(S) - ref).abs().max() < 1e-12
+        assert (m(s) - ref).abs().max() < 1e-12
+        shared = m(S[0])
+        assert shared.shape == (M, 5, T, d)
+        assert (shared[:2] - ref[:2]).abs().max() < 1e-12                          # models 0, 1 read group 0

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import BatchedModel
+from .models import BatchedModel, bilinear_mix, bilinear_scores
 from .runtime import make_generator
 from .validate import (
     require_dtype,
@@ -141,21 +141,33 @@ class KernelDescentTransformer(BatchedModel):
         return e
 
     def _attend(self, e: torch.Tensor, Wq: torch.Tensor, Wk: torch.Tensor, Wv: torch.Tensor, kind: str) -> torch.Tensor:
-        # e (M, B, N, C); W* (M, H, out, C) -> sum over heads of the attention outputs (M, B, N, out)
-        M, H, out, _ = Wq.shape
-        Wall = torch.cat([Wq, Wk, Wv], dim=1).reshape(M, 3 * H * out, -1)  # one projection for q, k, v of every head
-        qkv = (e.flatten(1, 2) @ Wall.transpose(-1, -2)).view(M, e.shape[1], e.shape[2], 3, H, out)
-        q, k, v = (qkv[..., i, :, :].permute(0, 3, 1, 2, 4) for i in range(3))  # (M, H, B, N, out)
-        s = q @ k.transpose(-1, -2)  # (M, H, B, N, N)
-        N = e.shape[2]
-        causal = torch.ones(N, N, dtype=torch.bool, device=e.device).tril()
+        r"""Sum over heads of causal attention outputs: tokens ``e`` ``(G, B, N, C)`` (``G`` dividing ``M``: model
+        ``m`` reads group ``m // (M/G)``; ``G = 1`` for tokens shared by all models), weights ``W*``
+        ``(M, H, out, C)`` -> ``(M, B, N, out)``.
+
+        Queries, keys and values all read the same tokens, so the score of head ``h`` is
+        :math:`\langle W_Q^h e_t, W_K^h e_s\rangle = e_t^\top G_h e_s` with :math:`G_h = W_Q^{h\top} W_K^h`, and
+        :math:`\sum_s a^h_{ts} W_V^h e_s = W_V^h z_{t,h}`, :math:`z_{t,h} = \sum_s a^h_{ts} e_s`
+        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`): the heads of all models that read
+        the same tokens share one product per sequence, no ``q, k, v`` copies are made, and the value maps of all
+        heads are one product over positions.
+        """
+        M, H, out, C = Wq.shape
+        Gn, B, N = e.shape[0], e.shape[1], e.shape[2]
+        k = M // Gn                                                           # models per group
+        s = bilinear_scores(e, (Wq.mT @ Wk).reshape(Gn, k * H, C, C))         # (G, B, N, k H, N): [t, (j, h), s]
+        causal = torch.ones(N, N, dtype=e.dtype, device=e.device).tril()[:, None, :]      # (t, 1, s): 1 for s <= t
+        # a product and a sum with log(causal) = 0 / -inf, not masked_fill: fast broadcasts, forward and backward
         if kind == "linear":
-            a = s.masked_fill(~causal, 0.0)
+            a = s * causal
         elif kind == "exp":
-            a = torch.exp(s.masked_fill(~causal, float("-inf")))
+            a = torch.exp(s + torch.log(causal))
         else:
-            a = torch.softmax(s.masked_fill(~causal, float("-inf")), dim=-1)
-        return (a @ v).sum(1)
+            a = torch.softmax(s + torch.log(causal), dim=-1)
+        z = bilinear_mix(a, e).view(Gn, B, N, k, H * C)
+        z = z.permute(0, 3, 1, 2, 4).reshape(M, B * N, H * C)                 # a view when k = 1
+        V = Wv.permute(0, 2, 1, 3).reshape(M, out, H * C)                    # [W_V^1 ... W_V^H]
+        return (z @ V.mT).view(M, B, N, out)
 
     def first_layer(self, states: torch.Tensor) -> torch.Tensor:
         r""":math:`\mathcal T_0`: augmented tokens ``(G, B, T+1, D)`` (``x_{t-1}`` copied by the previous-token head),
@@ -172,9 +184,11 @@ class KernelDescentTransformer(BatchedModel):
         if x.shape[2] > self.max_len:
             raise ValueError(f"the prompt has T={x.shape[2]} tokens but the model was built for max_len={self.max_len}")
         require_min_length(x, "states", 2, 2, "tokens (T >= 2: the first pair is (x_1, x_2))")
-        # shared prompts: the fixed first layer is computed once and seen by every model (a view, no copy)
-        e = self.first_layer(states[None]).expand(x.shape[0], -1, -1, -1) if states.dim() == 3 else self.first_layer(x)
+        # shared prompts: the fixed first layer is computed once, and the first CKD layer reads one copy of its output
+        # for all models (a group of M, see _attend); the content differs per model from then on
+        e = self.first_layer(states[None]) if states.dim() == 3 else self.first_layer(x)
         content, rest = e[..., : 4 * self.d], e[..., 4 * self.d: self.C]
         for _ in range(self.n_layers):
-            content = content + self._attend(torch.cat([content, rest], -1), self.Wq, self.Wk, self.Wv, self.attention)
+            tokens = torch.cat([content, rest.expand(content.shape[0], -1, -1, -1)], -1)
+            content = content + self._attend(tokens, self.Wq, self.Wk, self.Wv, self.attention)
         return content[:, :, 1:, self.sl["u"]]  # projector P

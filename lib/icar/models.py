@@ -48,11 +48,55 @@ class BatchedModel(nn.Module):
             f"{base_dim + 1}; got shape {tuple(x.shape)}"
         )
 
+    def input_groups(self, x: torch.Tensor, base_dim: int, name: str = "input") -> torch.Tensor:
+        """An input as ``(G, *base)`` groups: shared ``(*base)`` -> ``G = 1``; ``(G, *base)`` with ``G`` dividing ``M``.
+
+        Model ``m`` reads group ``m // (M // G)``: ``G = M`` is one input per model, ``G < M`` lets consecutive
+        models share one input (e.g. seeds of one data set), so a model can compute what depends on the input alone
+        once per group instead of once per model."""
+        require_tensor(x, name)
+        require_floating(x, name)
+        require_finite(x, name)
+        if x.dim() == base_dim:
+            return x.unsqueeze(0)
+        if x.dim() == base_dim + 1 and x.shape[0] >= 1 and self.n_models % x.shape[0] == 0:
+            return x
+        raise ValueError(
+            f"{name} must be shared, with {base_dim} dimensions, or given per group of models, (G, ...) with "
+            f"{base_dim + 1} dimensions and G dividing n_models={self.n_models}; got shape {tuple(x.shape)}"
+        )
+
     def check_batched(self) -> None:
         """Every parameter must have the leading model dimension ``M``."""
         for name, p in self.named_parameters():
             if p.dim() == 0 or p.shape[0] != self.n_models:
                 raise ValueError(f"parameter {name} must have leading dimension n_models={self.n_models}; got {tuple(p.shape)}")
+
+
+def bilinear_scores(x: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    r"""Scores of ``K`` bilinear forms that share their input: :math:`a_{t,h,s} = x_t^\top G_h\, x_s`.
+
+    ``x`` ``(N, B, T, C)`` (``N`` groups of ``B`` sequences), ``G`` ``(N, K, C, C)`` -> ``(N, B, T, K, T)``.
+    Attention with query :math:`q^h_t = W_Q^h x_t` and key :math:`k^h_s = W_K^h x_s` has
+    :math:`q^h_t \cdot k^h_s = x_t^\top G_h x_s` with :math:`G_h = W_Q^{h\top} W_K^h`: the ``K`` heads (or models
+    that read the same input) share the key side :math:`x_s`, so all of them take one matrix product per sequence,
+    ``(T K, C) @ (C, T)``, instead of one small product per head, and no key tensor is formed.
+    """
+    N, K, C = G.shape[0], G.shape[1], G.shape[-1]
+    B, T = x.shape[1], x.shape[2]
+    q = (x.reshape(N, B * T, C) @ G.permute(0, 2, 1, 3).reshape(N, C, K * C)).view(N, B, T * K, C)  # x_t^T G_h
+    return (q @ x.transpose(-1, -2)).view(N, B, T, K, T)
+
+
+def bilinear_mix(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r"""Weighted sums of the shared input: :math:`z_{t,h} = \sum_s a_{t,h,s}\, x_s`.
+
+    ``a`` ``(N, B, T, K, T)``, ``x`` ``(N, B, T, C)`` -> ``(N, B, T, K, C)``. With values :math:`v^h_s = W_V^h x_s` the
+    attention output of head ``h`` is :math:`W_V^h z_{t,h}`: one product per sequence, ``(T K, T) @ (T, C)``, and the
+    value maps applied afterwards (summed over heads) in one product over all positions.
+    """
+    N, B, T, K, S = a.shape
+    return (a.reshape(N, B, T * K, S) @ x).view(N, B, T, K, x.shape[-1])
 
 
 def _init(shape: tuple[int, ...], scale: float, seed: int | torch.Generator, dtype: torch.dtype) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .data import ARBatch, initial_states, matrix_powers, rollout, sample_contexts
-from .models import BatchedModel
+from .models import BatchedModel, bilinear_mix, bilinear_scores
 from .runtime import DeviceLike, make_generator, resolve_device
 from .tokens import augment as _augment
 from .validate import (
@@ -125,6 +125,12 @@ def _layernorm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1
 ATTENTIONS = ("linear", "softmax")
 
 
+def _causal(T: int, like: torch.Tensor) -> torch.Tensor:
+    """Causal mask ``(T, 1, T)`` in the dtype and device of ``like``: 1 where key ``j <= t`` query, else 0 (its
+    logarithm, 0 or -inf, is the additive mask of a softmax)."""
+    return torch.ones(T, T, dtype=like.dtype, device=like.device).tril()[:, None, :]
+
+
 class AugmentedAttention(BatchedModel):
     r"""One causal attention layer on augmented tokens :math:`e_t = (0, s_t, s_{t-1}) \in \mathbb R^{D}`, ``D = 3d``.
 
@@ -196,18 +202,50 @@ class AugmentedAttention(BatchedModel):
         return e
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Predictions ``(M, B, T, d)`` for tokens shared ``(B, T, D)``, per model ``(M, B, T, D)`` or per group of
+        models ``(G, B, T, D)`` (see :meth:`icar.models.BatchedModel.input_groups`).
+
+        Shared tokens and linear models take the prefix-Gram form (:meth:`_forward_shared_linear`); every other
+        input the grouped score form (:meth:`_forward_grouped`). Both give the outputs of the score-matrix
+        definition (:meth:`scores`)."""
         require_tensor(tokens, "tokens")
         if tokens.dim() == 3 and not bool(self._softmax.any()):
             return self._forward_shared_linear(tokens)
-        e = self._tokens(tokens)
-        alpha = self.scores(e)
-        v = _bmm(self.W_V, e, getattr(self, "b_V", None))
-        o = torch.einsum("mbts,mbsi->mbti", alpha, v)
+        return self._forward_grouped(tokens)
+
+    def _forward_grouped(self, tokens: torch.Tensor) -> torch.Tensor:
+        r"""Score form with the models of a group sharing their input: tokens ``(G, B, T, D)`` or ``(B, T, D)``.
+
+        With :math:`\tilde e = (e, 1)`, :math:`a_{tj} = \tilde e_t^\top G \tilde e_j` where
+        :math:`G = \tilde Q^\top \tilde K/\sqrt D` (``(D+1) x (D+1)``, :meth:`_affine`), and
+        :math:`\sum_j \alpha_{tj} v_j = \tilde V z_t` with :math:`z_t = \sum_j \alpha_{tj} \tilde e_j`. The ``M/G``
+        models of a group take one product per sequence for their scores and one for :math:`z`
+        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`); no per-model ``q, k, v`` and no copy
+        of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per position.
+        """
+        e = self.input_groups(tokens, 3, "tokens")
+        require_real(e, "tokens")
+        if e.shape[-1] != self.D:
+            raise ValueError(f"tokens must be augmented, last dimension 3d = {self.D} (use icar.noncommuting.augment); "
+                             f"got {tuple(e.shape)}")
+        M, D, d = self.n_models, self.D, self.d
+        Gn, B, T = e.shape[0], e.shape[1], e.shape[2]
+        k = M // Gn                                                                      # models per group
+        et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)                         # (G, B, T, D+1)
+        G = self._affine(self.W_Q, "b_Q").mT @ self._affine(self.W_K, "b_K") / math.sqrt(D)  # (M, D+1, D+1)
+        a = bilinear_scores(et, G.reshape(Gn, k, D + 1, D + 1))                          # (G, B, T, k, T)
+        causal = _causal(T, a)                                                           # (t, 1, j): 1 for j <= t
+        alpha = a * causal                                  # a product, not masked_fill: a fast broadcast, both ways
+        if bool(self._softmax.any()):
+            soft = torch.softmax(a + torch.log(causal), dim=-1)                          # + log 0 = -inf for j > t
+            alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
+        z = bilinear_mix(alpha, et).permute(0, 3, 1, 2, 4).reshape(M, B * T, D + 1)     # a view when k = 1
+        V = self._affine(self.W_V, "b_V")
         if not self.paper:
-            return o[..., : self.d]
-        o = _bmm(self.W_O, o, self.b_O)
-        h = e + _layernorm(o, self.ln_w, self.ln_b)
-        return _bmm(self.W_F[:, : self.d], h, self.b_F[:, : self.d])
+            return (z @ V[:, :d].mT).view(M, B, T, d)
+        o = torch.baddbmm(self.b_O[:, None, :], z, (self.W_O @ V).mT)                     # W_O V~ z + b_O
+        h = (e[:, None] + _layernorm(o, self.ln_w, self.ln_b).view(Gn, k, B, T, D)).view(M, B * T, D)
+        return torch.baddbmm(self.b_F[:, None, :d], h, self.W_F[:, :d].mT).view(M, B, T, d)
 
     def _affine(self, W: torch.Tensor, b: str) -> torch.Tensor:
         r"""``[W, b]`` ``(M, D, D+1)``: the affine map :math:`e \mapsto We + b` acting on :math:`\tilde e = (e, 1)`."""
@@ -311,20 +349,42 @@ class PositionalTokenAttention(BatchedModel):
         mask = torch.ones(T, T, dtype=torch.bool, device=E.device).tril()
         return torch.softmax(a.masked_fill(~mask, float("-inf")), dim=-1)
 
+    def _folded(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        r"""Head maps on :math:`\tilde s = (s, 1)`: :math:`W x + b = [W_{:, :d} + W_{:, d:},\ b]\,\tilde s` for
+        :math:`x = (s, s)`; ``W`` ``(M, H D, D)``, ``b`` ``(M, H D)`` -> ``(M, H, D, d + 1)``."""
+        M, H, D, d = self.n_models, self.heads, self.D, self.d
+        return torch.cat([W[..., :d] + W[..., d:], b[..., None]], dim=-1).view(M, H, D, d + 1)
+
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        s = self.per_model(states, 3, "states")
+        r"""Predictions ``(M, B, T, d)`` for states shared ``(B, T, d)``, per model ``(M, B, T, d)`` or per group of
+        models ``(G, B, T, d)`` (see :meth:`icar.models.BatchedModel.input_groups`).
+
+        Computed in the shared-input form: with :math:`\tilde s = (s, 1)` and the folded head maps
+        :math:`\tilde Q_h, \tilde K_h, \tilde V_h` (``D x (d+1)``, see :meth:`_folded`), the token score is
+        :math:`\tilde s_t^\top G_h \tilde s_j` with :math:`G_h = \tilde Q_h^\top \tilde K_h/\sqrt D` (``(d+1) x (d+1)``)
+        and the head output :math:`\sum_j \alpha^h_{tj} v^h_j = \tilde V_h z_{t,h}` with
+        :math:`z_{t,h} = \sum_j \alpha^h_{tj} \tilde s_j` (:func:`icar.models.bilinear_scores`,
+        :func:`icar.models.bilinear_mix`). All heads (and all models reading the same states) then share one product
+        per sequence, no ``q, k, v`` tensors are formed, and :math:`W_1 \sum_h \tilde V_h z_{t,h}` is one product
+        over all positions, ``(B T, H (d+1)) @ (H (d+1), D)``.
+        """
+        s = self.input_groups(states, 3, "states")
         if s.shape[-1] != self.d:
             raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
-        T = s.shape[2]
-        x = torch.cat([s, s], dim=-1)
-        q = self._heads(_bmm(self.W_Q, x, self.b_Q))  # (M, B, T, H, D)
-        k = self._heads(_bmm(self.W_K, x, self.b_K))
-        v = self._heads(_bmm(self.W_V, x, self.b_V))
-        tok = torch.einsum("mbthi,mbshi->mbhts", q, k) / math.sqrt(self.D)
-        alpha = tok * self.positional_attention(T)[:, None]  # (M, B, H, T, T), zero above the diagonal
-        o = torch.einsum("mbhts,mbshi->mbti", alpha, v)  # heads summed
-        h = _layernorm(_bmm(self.W_1, o, self.b_1), self.ln_w, self.ln_b)
-        return _bmm(self.W_2, h, self.b_2)
+        M, H, D, d = self.n_models, self.heads, self.D, self.d
+        Gn, B, T = s.shape[0], s.shape[1], s.shape[2]
+        k = M // Gn                                                                      # models per group
+        st = torch.cat([s, torch.ones_like(s[..., :1])], dim=-1)                         # (G, B, T, d+1)
+        Q, K = self._folded(self.W_Q, self.b_Q), self._folded(self.W_K, self.b_K)
+        G = (Q.mT @ K / math.sqrt(D)).reshape(Gn, k * H, d + 1, d + 1)                  # model m = g k + j
+        P = self.positional_attention(T).reshape(Gn, 1, k * H, T, T).transpose(2, 3)     # (G, 1, T, kH, T)
+        alpha = bilinear_scores(st, G) * P                                               # zero above the diagonal
+        z = bilinear_mix(alpha, st).view(Gn, B, T, k, H * (d + 1))
+        z = z.permute(0, 3, 1, 2, 4).reshape(M, B * T, H * (d + 1))                      # a view when k = 1
+        V = self.W_1 @ self._folded(self.W_V, self.b_V).permute(0, 2, 1, 3).reshape(M, D, H * (d + 1))
+        o = torch.baddbmm(self.b_1[:, None], z, V.mT)                                    # W_1 sum_h V_h z_h + b_1
+        h = _layernorm(o, self.ln_w, self.ln_b)
+        return torch.baddbmm(self.b_2[:, None], h, self.W_2.mT).view(M, B, T, d)
 
 
 # =============================================================================================== analysis

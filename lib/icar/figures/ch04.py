@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .style import PAGE_WIDTH_IN, use_style  # noqa: F401 (use_style: the chapter's notebook calls it)
+from .style import PAGE_WIDTH_IN, image, integer_ticks, use_style  # noqa: F401 (the chapter's notebook uses them)
 from ..multihead import MultiHeadDiagonal, position_mask
 
 
@@ -20,18 +20,18 @@ def show_parameters(model: MultiHeadDiagonal, index: int = 0, axes=None, title: 
     mask = position_mask(model.T)
     P = P.masked_fill(~mask, float("nan"))[1:-1]
     if axes is None:
-        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.6))
+        fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.6), layout="constrained")
         axes = list(grid.ravel())
-    panels = [(A, "A (heads x coordinates)", "coordinate k", "head h"),
-              (B, "B (heads x coordinates)", "coordinate i", "head h"),
-              (C, r"$C = B^\top A$", "coordinate k", "coordinate i"),
-              (P, r"positional encoding $p_{t,t'}$", "context position t'", "predicting position t")]
+    panels = [(A, r"$A$ (heads $\times$ coordinates)", "coordinate $k$", "head $h$"),
+              (B, r"$B$ (heads $\times$ coordinates)", "coordinate $i$", "head $h$"),
+              (C, r"$C = B^\top A$", "coordinate $k$", "coordinate $i$"),
+              (P, r"positional encoding $p_{t,t'}$", "context position $t'$", "predicting position $t$")]
     for ax, (X, name, xl, yl) in zip(axes, panels):
         lim = float(torch.nan_to_num(X).abs().max()) or 1.0
         extent = None
         if X is P:
             extent = (0.5, model.T + 0.5, model.T - 0.5, 1.5)
-        im = ax.imshow(X.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent, aspect="auto")
+        im = image(ax, X, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent, aspect="auto")
         ax.set_title(name)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)

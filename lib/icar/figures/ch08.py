@@ -6,13 +6,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .style import PAGE_WIDTH_IN
+from .style import PAGE_WIDTH_IN, image
 from ..planning import PathData, accuracy_by_group, make_data, observed_matrices, train_planner
 
 
 def plot_matrices(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, graph: int = 0, size: int = 30):
     """Heatmaps of the first ``size`` nodes, in two columns: what the data hold (true A, true R, observed R: left) and
-    what the planner learned (W^M beside A, W^V beside R: right). Returns the figure."""
+    what the planner learned (W^M beside A, W^V beside R, and where W^V is positive beside the observed R: right).
+    Returns the figure."""
     A_obs, R_obs = observed_matrices(data.counts)
     k = min(size, data.n)
     sl = (graph, slice(0, k), slice(0, k))
@@ -22,25 +23,22 @@ def plot_matrices(W_M: torch.Tensor, W_V: torch.Tensor, data: PathData, *, graph
              (W_M[sl], r"learned $W^M$ (current $\to$ next)", "RdBu_r", cur)],
             [(data.R[sl], r"true reachability $R$", "Greys", tgt),
              (W_V[sl], r"learned $W^V$ (target $\to$ next)", "RdBu_r", tgt)],
-            [(R_obs[sl], r"observed reachability $R^{obs}$", "Greys", tgt), None]]
+            [(R_obs[sl], r"observed reachability $R^{\mathrm{obs}}$", "Greys", tgt),
+             ((W_V[sl] > 0).double(), r"where learned $W^V > 0$", "Greys", tgt)]]
     fig, axes = plt.subplots(3, 2, figsize=(PAGE_WIDTH_IN, 10.6), layout="constrained")
     for row, ax_row in zip(mats, axes):
         for panel, ax in zip(row, ax_row):
-            if panel is None:
-                ax.axis("off")
-                continue
             Mx, title, cmap, ylabel = panel
             X = Mx.detach().double().cpu().numpy()
             if cmap == "RdBu_r":
                 v = float(np.abs(X).max()) or 1.0
-                im = ax.imshow(X, cmap=cmap, vmin=-v, vmax=v)
+                im = image(ax, X, cmap=cmap, vmin=-v, vmax=v)
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="logit")
             else:
-                ax.imshow(X, cmap=cmap, vmin=0, vmax=1)
+                image(ax, X, cmap=cmap, vmin=0, vmax=1)
             ax.set_title(title)
             ax.set_xlabel("next node $k$")
             ax.set_ylabel(ylabel)
-            ax.grid(False)
     return fig
 
 

@@ -19,7 +19,13 @@ from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
 
+from .style import CONTENT_PX, FIGURE_DPI, PAGE_WIDTH_IN
+
 MODES = ("live", "static")
+#: Resolution of the static frames: a figure ``PAGE_WIDTH_IN`` wide becomes a PNG 1.5 times the content column's CSS
+#: width, so that, shown at the column width, its text has the size it has in the chapter's other figures (and stays
+#: sharp on high-density screens).
+FRAME_DPI = round(1.5 * CONTENT_PX / PAGE_WIDTH_IN)
 
 
 def mode() -> str:
@@ -34,7 +40,7 @@ def _label(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def render_frames(fn: Callable[..., Any], name: str, values: Sequence[Any], *, dpi: int = 80,
+def render_frames(fn: Callable[..., Any], name: str, values: Sequence[Any], *, dpi: int = FRAME_DPI,
                   **fixed: Any) -> list[bytes]:
     """PNG bytes of the figure(s) ``fn(**fixed, name=v)`` draws, one image per ``v`` in ``values``.
 
@@ -55,13 +61,13 @@ def render_frames(fn: Callable[..., Any], name: str, values: Sequence[Any], *, d
             buf = io.BytesIO()
             figs = [plt.figure(n) for n in new]
             if len(figs) == 1:
-                figs[0].savefig(buf, format="png", dpi=dpi)
+                figs[0].savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
             else:  # several figures: stack them vertically in one image
                 import numpy as np
                 imgs = []
                 for f in figs:
                     b = io.BytesIO()
-                    f.savefig(b, format="png", dpi=dpi)
+                    f.savefig(b, format="png", dpi=dpi, bbox_inches="tight")
                     b.seek(0)
                     imgs.append(plt.imread(b))
                 w = max(i.shape[1] for i in imgs)
@@ -75,10 +81,27 @@ def render_frames(fn: Callable[..., Any], name: str, values: Sequence[Any], *, d
     return frames
 
 
+def _png_width(png: bytes) -> int | None:
+    """Pixel width read from a PNG header (``None`` if ``png`` is not a PNG)."""
+    return int.from_bytes(png[16:20], "big") if png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) >= 24 else None
+
+
+def display_width(png: bytes, dpi: int = FRAME_DPI) -> str:
+    """CSS width of a frame in the page: the share of the content column that a chapter figure as wide as the PNG
+    (rendered at ``dpi``) takes, shown at ``FIGURE_DPI`` up to the column width; at most ``100%``."""
+    w = _png_width(png)
+    if w is None:
+        return "100%"
+    return f"{min(100.0, 100.0 * w / dpi * FIGURE_DPI / CONTENT_PX):.0f}%"
+
+
 def player_html(frames: Sequence[bytes], name: str, values: Sequence[Any], *, start: int = 0,
-                note: str = "") -> str:
+                note: str = "", dpi: int = FRAME_DPI) -> str:
     """A self-contained HTML slider over precomputed PNG frames: moving it shows frame ``k`` and the value
-    ``values[k]``; only one ``<img>`` is visible at a time. Needs no kernel and no external script."""
+    ``values[k]``; only one ``<img>`` is visible at a time. Needs no kernel and no external script.
+
+    The controls are one row, the same in every chapter: the parameter's name, the slider, the value shown. Each frame
+    is shown at the width a chapter figure of its size takes (see :func:`display_width`; frames rendered at ``dpi``)."""
     if len(frames) != len(values):
         raise ValueError(f"one frame per value expected; got {len(frames)} frames and {len(values)} values")
     if not 0 <= start < len(frames):
@@ -86,7 +109,7 @@ def player_html(frames: Sequence[bytes], name: str, values: Sequence[Any], *, st
     labels = [_label(v) for v in values]
     imgs = "".join(
         f'<img class="icar-frame" data-frame="{k}" alt="{html.escape(name)} = {html.escape(lab)}" '
-        f'style="max-width:100%;height:auto" {"" if k == start else "hidden "}'
+        f'style="width:{display_width(f, dpi)};max-width:100%;height:auto" {"" if k == start else "hidden "}'
         f'src="data:image/png;base64,{base64.b64encode(f).decode()}">'
         for k, (f, lab) in enumerate(zip(frames, labels)))
     js = ("var r=this.closest('.icar-explorer'),k=+this.value;"
@@ -96,17 +119,19 @@ def player_html(frames: Sequence[bytes], name: str, values: Sequence[Any], *, st
         f'<div class="icar-explorer" data-labels="{html.escape(json.dumps(labels))}">'
         f'<p style="margin:0 0 .3em 0;font-size:90%"><b>Static explorer</b> ({len(frames)} precomputed frames): '
         f'move the slider to change <code>{html.escape(name)}</code>. {html.escape(note)}</p>'
-        f'<label style="font-family:monospace">{html.escape(name)} '
+        f'<label style="display:flex;flex-wrap:nowrap;align-items:center;gap:.6em;margin:.2em 0 .4em 0;'
+        f'white-space:nowrap"><span><code>{html.escape(name)}</code> =</span>'
         f'<input type="range" min="0" max="{len(frames) - 1}" step="1" value="{start}" '
-        f'aria-label="{html.escape(name)}" oninput="{html.escape(js)}"> '
-        f'<output>{html.escape(labels[start])}</output></label><br>{imgs}</div>')
+        f'style="flex:0 1 18em;min-width:6em;margin:0" '
+        f'aria-label="{html.escape(name)}" oninput="{html.escape(js)}">'
+        f'<span style="min-width:4em"><output>{html.escape(labels[start])}</output></span></label>{imgs}</div>')
 
 
 LIVE_NOTE = "Every other control keeps its default value; run the notebook (Jupyter or Colab) for the live explorer."
 
 
 def show(fn: Callable[..., Any], *, over: tuple[str, Sequence[Any]], controls: dict[str, Any],
-         fixed: dict[str, Any] | None = None, default: Any = None, dpi: int = 80) -> Any:
+         fixed: dict[str, Any] | None = None, default: Any = None, dpi: int = FRAME_DPI) -> Any:
     """Show the explorer ``fn``: live (``ipywidgets.interact(fn, **controls)``) or static (a slider over
     ``fn(**fixed, name=v)`` for ``(name, values) = over``, starting at ``default``). See :func:`mode`."""
     name, values = over
@@ -121,5 +146,5 @@ def show(fn: Callable[..., Any], *, over: tuple[str, Sequence[Any]], controls: d
 
     start = values.index(default) if default is not None else 0
     frames = render_frames(fn, name, values, dpi=dpi, **fixed)
-    display(HTML(player_html(frames, name, values, start=start, note=LIVE_NOTE)))
+    display(HTML(player_html(frames, name, values, start=start, note=LIVE_NOTE, dpi=dpi)))
     return None

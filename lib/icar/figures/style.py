@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 
@@ -11,6 +12,9 @@ import torch
 #: of the body text that carries the figure captions, both in CSS px, measured in the rendered chapter 1.
 CONTENT_PX = 745
 CAPTION_PX = 16
+#: Resolution of the figures in the notebooks and the book: a figure is shown at its natural size (``FIGURE_DPI`` px per
+#: inch) up to the column width, so every figure at least ``CONTENT_PX / FIGURE_DPI`` (6.8 in) wide fills the column.
+FIGURE_DPI = 110
 #: The figures' base font size (ticks, labels and legends use it; titles are larger).
 FONT_PT = 12
 
@@ -30,7 +34,7 @@ def use_style() -> None:
     """White backgrounds (readable in the book's dark mode), a light grid, and a font that stays legible at the page
     width for every figure no wider than :func:`max_width_in` (see ``tests/test_pages.py``)."""
     mpl.rcParams.update({
-        "figure.dpi": 110,
+        "figure.dpi": FIGURE_DPI,
         "figure.facecolor": "white",
         "savefig.facecolor": "white",
         "axes.facecolor": "white",
@@ -63,14 +67,36 @@ def torus_xyz(phi1: np.ndarray, phi2: np.ndarray, R: float = 2.0, r: float = 0.8
     return (R + r * np.cos(phi2)) * np.cos(phi1), (R + r * np.cos(phi2)) * np.sin(phi1), r * np.sin(phi2)
 
 
+def image_axes(ax: plt.Axes, *, integer: bool = True) -> plt.Axes:
+    """Make ``ax`` fit an image: no grid drawn over the cells and, for integer-indexed axes (rows, heads,
+    coordinates, positions), ticks only at integers (never 2.5 or 7.5). Returns ``ax``."""
+    ax.grid(False)
+    return integer_ticks(ax) if integer else ax
+
+
+def integer_ticks(ax: plt.Axes, axis: str = "both") -> plt.Axes:
+    """Ticks only at integers on ``axis`` (``"x"``, ``"y"`` or ``"both"``) of an integer-indexed plot. Returns ``ax``."""
+    if axis not in ("x", "y", "both"):
+        raise ValueError(f"axis must be 'x', 'y' or 'both'; got {axis!r}")
+    for name in ("x", "y") if axis == "both" else (axis,):
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
+def image(ax: plt.Axes, X: torch.Tensor | np.ndarray, *, integer: bool = True, **kwargs) -> mpl.image.AxesImage:
+    """``ax.imshow(X, **kwargs)`` on an axis prepared by :func:`image_axes` (every heatmap of the course uses it)."""
+    im = ax.imshow(to_numpy(X), **kwargs)
+    image_axes(ax, integer=integer)
+    return im
+
+
 def heatmap(ax: plt.Axes, M: torch.Tensor | np.ndarray, title: str, *, cmap: str = "RdBu_r",
             symmetric: bool = True) -> mpl.image.AxesImage:
     """A labelled matrix heatmap with a centred colour scale and a colour bar."""
     A = to_numpy(M)
     vmax = float(np.abs(A).max()) or 1.0
-    im = ax.imshow(A, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None)
+    im = image(ax, A, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None)
     ax.set_title(title)
-    ax.grid(False)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     return im
 
