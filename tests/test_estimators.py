@@ -127,3 +127,10 @@ def test_per_prefix_steps_may_be_zero_not_negative():
     assert est[:, 0].abs().max() == 0 and torch.allclose(est[:, 3], 0.25 * E.cross_moments(states)[:, 3])
     with pytest.raises(ValueError, match=">= 0"):
         E.gd_estimates(states, torch.tensor([0.0, -0.5, 0.5, 0.25], dtype=torch.float64))
+
+
+def test_estimation_errors_refuses_non_square_estimates():
+    import pytest
+    W = torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    with pytest.raises(ValueError, match=r"estimates must be square.*\(2, 4, 2, 3\)"):
+        E.estimation_errors(torch.zeros(2, 4, 2, 3, dtype=torch.float64), W)

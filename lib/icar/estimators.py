@@ -102,6 +102,7 @@ def estimation_errors(estimates: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     r"""Frobenius distance :math:`\|\hat W_t - W\|_F` for every prefix: ``(n, T)``."""
     require_square(W, "W")
     require_ndim(estimates, "estimates", (4,), "(n, T, d, d)")
+    require_square(estimates, "estimates")
     require_shape(W, "W", (estimates.shape[0], estimates.shape[-1], estimates.shape[-1]), "(n, d, d)")
     for x, name in ((estimates, "estimates"), (W, "W")):
         require_floating(x, name)
