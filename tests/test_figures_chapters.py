@@ -1,4 +1,4 @@
-"""The figure functions of chapters 1, 5, 6 and 7 draw from small inputs: each returns a figure whose axes carry
+"""The figure functions of chapters 1, 2, 4, 5, 6 and 7 draw from small inputs: each returns a figure whose axes carry
 labels (2-D axes: both; 3-D axes of the geometry figure: a title) and fits the page width, and a figure function
 closes nothing and leaves one new figure open."""
 import math
@@ -12,9 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from icar import data  # noqa: E402
+from icar import multihead as mh  # noqa: E402
 from icar import noncommuting as nc  # noqa: E402
 from icar import softmax_icl as S  # noqa: E402
-from icar.figures import ch01, ch05, ch06, ch07, style  # noqa: E402
+from icar.figures import ch01, ch02, ch04, ch05, ch06, ch07, style  # noqa: E402
 
 G = torch.Generator().manual_seed(0)
 
@@ -75,6 +76,43 @@ def test_ch01_context_free_and_estimators():
 
 def test_ch01_explorer_is_one_figure():
     _check(ch01.explore(d=2, T=8, law="one angle", theta=0.3, n=16), n_axes=2)
+
+
+# --- chapter 2 -------------------------------------------------------------------------------------------------------
+
+def test_ch02_held_out_errors():
+    n = torch.arange(6)
+    fig = ch02.plot_held_out_errors(n, _rand(3, 6), _rand(6), _rand(6), torch.zeros(6), d=2)
+    ax = fig.axes[0]
+    assert "mean of 3 seeds" in ax.get_legend().get_texts()[0].get_text()
+    assert min(ax.get_lines()[3].get_ydata()) > 0                 # the exact OLS curve is floored for the log scale
+    _check(fig, n_axes=1)
+
+
+# --- chapter 4 -------------------------------------------------------------------------------------------------------
+
+def test_ch04_minima():
+    model = mh.MultiHeadDiagonal(2, 4, n_heads=2, T=6, seed=0)
+    C, P = model.C().detach(), model.P_masked().detach()
+    c = torch.diagonal(C, 0, -2, -1).mean(-1)
+    latest, query, _ = mh.bands(P)
+    fig = ch04.plot_unitary_minimum(model, _rand(5, 2), latest, query, c, index=1)
+    assert any("2 seeds" in a.get_title() for a in fig.axes)
+    _check(fig, n_axes=6)
+    fig = ch04.plot_orthogonal_minimum(model, _rand(5, 2), C, c)
+    assert any("$H = 2 < d = 4$" in a.get_title() for a in fig.axes)
+    _check(fig, n_axes=6)
+
+
+def test_ch04_heads_coefficients_and_sweep():
+    gram = _rand(2, 3, 3)
+    _check(ch04.plot_head_gram(gram, gram + 0.01), n_axes=3)
+    alpha, two_cos = _rand(2, 4, 3, 4), _rand(2, 4, 3, 4)
+    others = torch.cat([torch.zeros(2, 4, 3, 1), _rand(2, 4, 3, 3)], -1)
+    _check(ch04.plot_trig_coefficients(two_cos, alpha, -1 + 0.01 * _rand(2, 4, 3, 4), others), n_axes=2)
+    d = 4
+    floor = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64)
+    _check(ch04.plot_head_sweep(floor, _rand(d, 2), _rand(d, 2), d), n_axes=1)
 
 
 # --- chapter 5 -------------------------------------------------------------------------------------------------------

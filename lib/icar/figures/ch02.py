@@ -86,3 +86,20 @@ def plot_error_budget(d: int = 5, n_max: int = 49, law: str = "phases", ax=None)
     # below the axes: inside, the legend would lie across the curves at some d
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return ax.figure
+
+
+def plot_held_out_errors(n_pairs: torch.Tensor, err_model: torch.Tensor, theory_shared: torch.Tensor,
+                         gd_best: torch.Tensor, ols: torch.Tensor, d: int):
+    r"""Held-out next-token error against the number of pairs ``n_pairs`` ``(T-1,)``: the trained layers (mean of
+    ``err_model`` ``(M, T-1)`` over the models), the formula :math:`e_n(\eta^\star)` ``theory_shared``, one step with
+    the best step for each ``n`` ``gd_best`` and least squares ``ols`` (floored at :math:`10^{-6}` for the log
+    scale), all ``(T-1,)``. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(n_pairs, err_model.mean(0), "o", ms=4, label=f"trained layers (mean of {err_model.shape[0]} seeds)")
+    ax.plot(n_pairs, theory_shared, "k-", label=r"formula $e_n(\eta^\star)$: one step, shared step")
+    ax.plot(n_pairs, gd_best, "C2:", lw=2, label=r"one step with the best $\eta_n$ for each $n$")
+    ax.plot(n_pairs, ols.clamp_min(1e-6), "C3-.", label="least squares (OLS; floored at $10^{-6}$)")
+    ax.set(yscale="log", xlabel="number of pairs $n$ in the prompt ($n = t-1$)",
+           ylabel=r"$E\|\hat s_{t+1}-s_{t+1}\|^2$ (units of $\|s_1\|^2$)", title=f"held-out error, d = {d}")
+    ax.legend()
+    return fig
