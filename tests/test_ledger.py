@@ -119,3 +119,12 @@ def test_records_of_an_unknown_chapter_still_show(tmp_path):
     write_jsonl(tmp_path / "_claims", "extra", [record("extra.a")])
     md = L.ledger_markdown(tmp_path / "_claims", tmp_path)
     assert "## Chapter extra" in md and "`extra.a`" in md
+
+
+def test_plain_text_is_escaped_for_markdown():
+    """A justification such as ``p_{t-1}^2 ||C||_F^2 ... p_{t-1} = 0`` must not turn into italics, code or math."""
+    from icar.sphinx_ledger import _inline
+    out = _inline("p_{t-1}^2 ||C||_F^2 at (p_{t-1} = 0), a*b, $x$, `c`, [1] <b>")
+    assert "_" not in out.replace("\\_", "") and "*" not in out.replace("\\*", "")
+    assert "\\$x\\$" in out and "\\`c\\`" in out and "\\[1\\]" in out and "\\<b\\>" in out
+    assert _inline("- a list?") == "\\- a list?" and _inline("  two\n lines ") == "two lines"

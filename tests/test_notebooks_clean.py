@@ -45,7 +45,18 @@ def _raw_print_args(call: "ast.Call") -> list[str]:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             matrix_ok = arg.value.endswith("\n")
             continue
+        direct = arg.value if isinstance(arg, ast.FormattedValue) else arg
+        if isinstance(arg, ast.JoinedStr):
+            direct = None
+            bad += [ast.unparse(v.value) for v in arg.values if isinstance(v, ast.FormattedValue)
+                    and isinstance(v.value, ast.Call) and getattr(v.value.func, "attr", "") in ("tolist", "numpy")]
+        if (isinstance(direct, ast.Call) and getattr(direct.func, "attr", "") in ("tolist", "numpy") and not matrix_ok
+                or isinstance(direct, ast.Call) and getattr(direct.func, "id", "") == "dict"):
+            bad.append(ast.unparse(direct))
         for node in ast.walk(arg):
+            if isinstance(node, ast.List) and any(isinstance(e, ast.Call) and getattr(e.func, "id", "") == "round"
+                                                  for e in node.elts):
+                bad.append(ast.unparse(node))
             if isinstance(node, (ast.ListComp, ast.DictComp)):
                 elts = [node.elt] if isinstance(node, ast.ListComp) else [node.value]
                 if any(isinstance(e, ast.JoinedStr) or (isinstance(e, ast.Call) and getattr(e.func, "id", "") == "round")
@@ -85,6 +96,10 @@ def test_raw_print_detector_flags_what_it_should():
     assert _raw_print_args(call('print("c", c.numpy().round(3))'))
     assert _raw_print_args(call('print(np.round(x, 3))'))
     assert not _raw_print_args(call('print("matrix:\\n", m.numpy().round(3))'))
+    assert _raw_print_args(call('print("loss:", loss.numpy())'))
+    assert _raw_print_args(call('print("in", [round(a, 4), round(b, 4)])'))
+    assert _raw_print_args(call('print(f"edges: {A.sum(1).tolist()}")'))
+    assert _raw_print_args(call('print("k:", dict(zip(a.tolist(), b.tolist())))'))
     assert not _raw_print_args(call('print("c", numbers(c, ".3f"), f"{x:.2f}")'))
 
 
@@ -194,3 +209,21 @@ def test_no_line_inside_inline_math_starts_like_a_list_item():
                 bad.append((name, i, line[:60]))
             opened += line.replace("$$", "") + "\n"
     assert not bad, f"lines that would start a list inside inline math: {bad}"
+
+
+def test_display_math_starts_a_block():
+    """MyST reads `$$ ... $$` as display math only where it starts a block (after a blank line); written inside a
+    paragraph it is taken apart as inline math, and the text around it runs together in italics."""
+    bad = []
+    for name, i, src in _markdown_sources():
+        lines, inside = src.split("\n"), False
+        for k, line in enumerate(lines):
+            n = line.count("$$")
+            if not n:
+                continue
+            opens = not inside
+            prev = lines[k - 1].strip() if k else ""
+            if opens and prev and not prev.startswith((":", "```", "$$")):
+                bad.append((name, i, line.strip()[:50]))
+            inside = inside if n % 2 == 0 else not inside
+    assert not bad, f"display math inside a paragraph (put a blank line before its $$): {bad}"

@@ -126,8 +126,10 @@ def readable_source(source: str, statements: dict[str, Statement]) -> str:
 
 
 def _inline(text: object) -> str:
-    """One line of Markdown that stays a paragraph inside a table cell (no list, heading or quote marker first)."""
-    s = " ".join(str(text).split())
+    """One line of plain text as Markdown that stays a paragraph inside a table cell: the characters Markdown would
+    read as emphasis, code, links, HTML or math (``p_{t-1}^2 ||C||_F^2``, ``a*b``, ``$x$``) are escaped, and no list,
+    heading or quote marker comes first."""
+    s = re.sub(r"([\\`*_\[\]<>$~])", r"\\\1", " ".join(str(text).split()))
     return "\\" + s if re.match(r"[-+*#>|]|\d+[.)]\s", s) else s
 
 
