@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 
 _CHAPTER = re.compile(r"(?:^|/)(\d\d)_[^/]*$")
 
@@ -78,13 +79,10 @@ def register_author_year_style() -> None:
         def format_labels(self, sorted_entries):
             labels = [author_year_label(e.persons.get("author") or e.persons.get("editor") or [],
                                         e.fields.get("year", "")) for e in sorted_entries]
-            seen: dict[str, int] = {}
+            total, seen = Counter(labels), Counter()
             for label in labels:
-                if labels.count(label) == 1:
-                    yield label
-                else:
-                    seen[label] = seen.get(label, 0) + 1
-                    yield label + "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1]
+                seen[label] += 1
+                yield label if total[label] == 1 else label + "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1]
 
     class AuthorYear(Plain):
         default_label_style = AuthorYearLabels
