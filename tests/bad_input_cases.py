@@ -694,7 +694,7 @@ case(NC.AugmentedAttention, lambda: dict(n_models=2, d=2, init_scale=0.1),
 case(lambda tokens: NC.AugmentedAttention(2, 2)(tokens), lambda: dict(tokens=NC.augment(_hs())), {"tokens": "real"},
      label="noncommuting.AugmentedAttention.forward")
 case(NC.PositionalTokenAttention, lambda: dict(n_models=2, d=2, heads=2, max_len=8),
-     {"n_models": "int", "d": "int", "heads": "int", "max_len": "int", "dtype": "dtype"})
+     {"n_models": "int", "d": "int", "heads": "int", "max_len": "int", "dtype": "dtype", "form": "choice"})
 case(NC.kq_blocks, lambda: dict(Q=torch.randn(2, 6, 6, dtype=torch.float64), d=2), {"Q": "tensor!", "d": "int"},
      alias={"d": ("Q",)})
 case(NC.relative_distance_to_scalar, lambda: dict(X=torch.randn(2, 3, 3, dtype=torch.float64)), {"X": "tensor"},

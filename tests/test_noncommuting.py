@@ -348,11 +348,13 @@ def test_grouped_inputs_equal_per_model_inputs_and_the_score_form(paper):
         m(torch.cat([X, X[:1]]))                                                    # 3 groups for 4 models
 
 
-def test_positional_token_attention_equals_its_definition_for_every_input_layout():
-    """The shared-input form of the figure-7 model equals the head-by-head definition (q, k, v of x = (s, s), token
-    score times positional softmax, W_1, LayerNorm, W_2), for shared, grouped and per-model states."""
+@pytest.mark.parametrize("form", ["scores", "contracted"])
+def test_positional_token_attention_equals_its_definition_for_every_input_layout(form):
+    """Both forms of the figure-7 model (scores per head; heads summed out first) equal the head-by-head definition
+    (q, k, v of x = (s, s), token score times positional softmax, W_1, LayerNorm, W_2), for shared, grouped and
+    per-model states."""
     d, M, H, T = 2, 4, 3, 6
-    m = _perturbed(nc.PositionalTokenAttention(M, d, heads=H, max_len=8, seed=0))
+    m = _perturbed(nc.PositionalTokenAttention(M, d, heads=H, max_len=8, seed=0, form=form))
     S = torch.stack([nc.haar_sequences(5, d, T, seed=s, start="random").states for s in (4, 5)])   # (2, B, T, d)
     s = S.repeat_interleave(2, 0)
     x = torch.cat([s, s], -1)
@@ -366,3 +368,30 @@ def test_positional_token_attention_equals_its_definition_for_every_input_layout
         shared = m(S[0])
         assert shared.shape == (M, 5, T, d)
         assert (shared[:2] - ref[:2]).abs().max() < 1e-12                          # models 0, 1 read group 0
+
+
+def test_positional_token_attention_forms_agree_in_value_and_gradient():
+    """The contracted form gives the score form's predictions and parameter gradients (float64, 3 states, 16 heads,
+    grouped input), and ``form="auto"`` takes it from CONTRACTED_MIN_HEADS heads on."""
+    d, M, H, T = 3, 4, 16, 7
+    S = torch.stack([nc.haar_sequences(5, d, T, seed=s, start="random").states for s in (1, 2)])
+    grads = {}
+    for form in ("scores", "contracted"):
+        m = _perturbed(nc.PositionalTokenAttention(M, d, heads=H, max_len=T, seed=4, form=form))
+        out = m(S)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads[form] = out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}
+    (a, ga), (b, gb) = grads["scores"], grads["contracted"]
+    assert (a - b).abs().max() < 1e-12 * a.abs().max()
+    for name in ga:
+        assert (ga[name] - gb[name]).abs().max() <= 1e-10 * (1 + ga[name].abs().max()), name
+    auto = nc.PositionalTokenAttention(1, d, heads=nc.CONTRACTED_MIN_HEADS, max_len=T)
+    calls = []
+    auto._forward_contracted = lambda s: calls.append(s) or auto._forward_scores(s)
+    auto(S[0])
+    assert len(calls) == 1
+    small = nc.PositionalTokenAttention(1, d, heads=nc.CONTRACTED_MIN_HEADS - 1, max_len=T)
+    small._forward_contracted = lambda s: (_ for _ in ()).throw(AssertionError("contracted form below the threshold"))
+    small(S[0])
+    with pytest.raises(ValueError, match="form must be one of"):
+        nc.PositionalTokenAttention(1, d, form="fast")

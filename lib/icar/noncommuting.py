@@ -296,6 +296,10 @@ class AugmentedAttention(BatchedModel):
         return (self.W_F[:, : self.d] @ (self.ln_w[:, :, None] * (self.W_O @ self.W_V))).detach()
 
 
+FORMS = ("auto", "scores", "contracted")
+CONTRACTED_MIN_HEADS = 16   # from here on the contracted form is faster on a CPU (crossover measured at 12-16 heads)
+
+
 class PositionalTokenAttention(BatchedModel):
     r"""The paper's non-augmented experiment: linear token attention times softmax positional attention.
 
@@ -309,15 +313,23 @@ class PositionalTokenAttention(BatchedModel):
     :math:`q, k`. Output :math:`\hat s_{t+1} = W_2\,\mathrm{LN}(W_1 \sum_h \sum_{j\le t} \alpha^h_{tj} v^h(x_j) + b_1)
     + b_2` (no residual). Parameters carry a leading model dimension ``M``; states ``(B, T, d)`` or
     ``(M, B, T, d)`` -> predictions ``(M, B, T, d)``.
+
+    Two exact forms of the same output (``form``): ``"scores"`` forms the ``T x T`` scores of every head
+    (:meth:`_forward_scores`, work ``~ H T^2`` per sequence), ``"contracted"`` sums the heads out first
+    (:meth:`_forward_contracted`, work independent of ``H``); ``"auto"`` takes the contracted form from
+    :data:`CONTRACTED_MIN_HEADS` heads on (the crossover measured by ``benchmarks/chapter_models.py``).
     """
 
     def __init__(self, n_models: int, d: int, *, heads: int = 8, max_len: int = 64, seed: Seed = 0,
-                 dtype: torch.dtype = torch.float64):
+                 dtype: torch.dtype = torch.float64, form: str = "auto"):
         super().__init__(n_models)
         self.d = require_positive_int(d, "d")
         self.heads = require_positive_int(heads, "heads")
         self.max_len = require_positive_int(max_len, "max_len")
         require_dtype(dtype, complex_ok=False)
+        if not isinstance(form, str) or form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}; got {form!r}")
+        self.form = form
         D = self.D = 2 * d
         M, H = n_models, heads
         g = make_generator(seed)
@@ -357,7 +369,19 @@ class PositionalTokenAttention(BatchedModel):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         r"""Predictions ``(M, B, T, d)`` for states shared ``(B, T, d)``, per model ``(M, B, T, d)`` or per group of
-        models ``(G, B, T, d)`` (see :meth:`icar.models.BatchedModel.input_groups`).
+        models ``(G, B, T, d)`` (see :meth:`icar.models.BatchedModel.input_groups`), in the form ``self.form``."""
+        s = self.input_groups(states, 3, "states")
+        if s.shape[-1] != self.d:
+            raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
+        contracted = self.form == "contracted" or (self.form == "auto" and self.heads >= CONTRACTED_MIN_HEADS)
+        o = self._forward_contracted(s) if contracted else self._forward_scores(s)       # W_1 (attention) + b_1
+        h = _layernorm(o, self.ln_w, self.ln_b)
+        M, B, T = self.n_models, s.shape[1], s.shape[2]
+        return torch.baddbmm(self.b_2[:, None], h, self.W_2.mT).view(M, B, T, self.d)
+
+    def _forward_scores(self, s: torch.Tensor) -> torch.Tensor:
+        r"""Pre-LayerNorm output :math:`W_1 \sum_h \sum_j \alpha^h_{tj} v^h_j + b_1` ``(M, B T, D)`` for states
+        ``(G, B, T, d)``, through the scores of every head.
 
         Computed in the shared-input form: with :math:`\tilde s = (s, 1)` and the folded head maps
         :math:`\tilde Q_h, \tilde K_h, \tilde V_h` (``D x (d+1)``, see :meth:`_folded`), the token score is
@@ -368,9 +392,6 @@ class PositionalTokenAttention(BatchedModel):
         per sequence, no ``q, k, v`` tensors are formed, and :math:`W_1 \sum_h \tilde V_h z_{t,h}` is one product
         over all positions, ``(B T, H (d+1)) @ (H (d+1), D)``.
         """
-        s = self.input_groups(states, 3, "states")
-        if s.shape[-1] != self.d:
-            raise ValueError(f"states must have last dimension d={self.d}; got {tuple(s.shape)}")
         M, H, D, d = self.n_models, self.heads, self.D, self.d
         Gn, B, T = s.shape[0], s.shape[1], s.shape[2]
         k = M // Gn                                                                      # models per group
@@ -382,9 +403,45 @@ class PositionalTokenAttention(BatchedModel):
         z = bilinear_mix(alpha, st).view(Gn, B, T, k, H * (d + 1))
         z = z.permute(0, 3, 1, 2, 4).reshape(M, B * T, H * (d + 1))                      # a view when k = 1
         V = self.W_1 @ self._folded(self.W_V, self.b_V).permute(0, 2, 1, 3).reshape(M, D, H * (d + 1))
-        o = torch.baddbmm(self.b_1[:, None], z, V.mT)                                    # W_1 sum_h V_h z_h + b_1
-        h = _layernorm(o, self.ln_w, self.ln_b)
-        return torch.baddbmm(self.b_2[:, None], h, self.W_2.mT).view(M, B, T, d)
+        return torch.baddbmm(self.b_1[:, None], z, V.mT)                                 # W_1 sum_h V_h z_h + b_1
+
+    def _forward_contracted(self, s: torch.Tensor) -> torch.Tensor:
+        r"""The same pre-LayerNorm output ``(M, B T, D)`` with the heads summed out before the sequences are read.
+
+        With :math:`U_h = W_1 \tilde V_h` (``D x (d+1)``) and :math:`G_h` as in :meth:`_forward_scores`,
+
+        .. math:: o_{t,a} - b_{1,a} = \sum_h \sum_{j} P^h_{tj}\, (U_h \tilde s_j)_a\, \tilde s_j^\top G_h^\top \tilde s_t
+                  = \sum_{e} \tilde s_{t,e} \sum_{j} \sum_{b \le c} \tilde s_{j,b} \tilde s_{j,c}\, C_{tj}[bc, a, e],
+
+        with :math:`C_{tj}[bc, a, e] = \sum_h P^h_{tj}\, (X^h_{bcae} + X^h_{cbae})` for :math:`b < c`,
+        :math:`\sum_h P^h_{tj} X^h_{bbae}` for :math:`b = c`, where :math:`X^h_{bcae} = (U_h)_{ab} (G_h)_{ec}`
+        (the pair products of a state are symmetric in :math:`b, c`, so ``S = (d+1)(d+2)/2`` pairs suffice).
+        :math:`C` (``T x T x S x D x (d+1)``) does not depend on the data: one product over heads per
+        model, ``(T^2, H) @ (H, S D (d+1))``. The data enter through the pair products of each state, and every model
+        of a group reads them in one matrix product ``(B, T S) @ (T S, k T D (d+1))``. The work per sequence is
+        ``~ T^2 S D (d+1)``, whatever the number of heads, and no ``H x T x T`` tensor per sequence is formed (the
+        score form needs ``B H T^2`` numbers per model: about 0.7 GB at 64 heads, 50 tokens and batch 1024).
+        """
+        M, H, D, d = self.n_models, self.heads, self.D, self.d
+        Gn, B, T = s.shape[0], s.shape[1], s.shape[2]
+        k, c = M // Gn, d + 1                                                            # models per group, width
+        st = torch.cat([s, torch.ones_like(s[..., :1])], dim=-1)                         # (G, B, T, c)
+        Q, K = self._folded(self.W_Q, self.b_Q), self._folded(self.W_K, self.b_K)
+        G = Q.mT @ K / math.sqrt(D)                                                      # (M, H, c, c): [e, c']
+        U = self.W_1[:, None] @ self._folded(self.W_V, self.b_V)                         # (M, H, D, c): [a, b]
+        b_idx, c_idx = torch.triu_indices(c, c, device=s.device)                         # pairs b <= c'
+        UG = torch.einsum("mhab,mhec->mhbcae", U, G)                                     # U_h (x) G_h
+        half = torch.where(b_idx == c_idx, 0.5, 1.0).to(UG)                              # X_bc + X_cb for b < c, X_bb
+        UG = (UG + UG.transpose(2, 3))[:, :, b_idx, c_idx] * half[:, None, None]         # (M, H, S, D, c)
+        S = UG.shape[2]
+        P = self.positional_attention(T)                                                 # (M, H, t, j)
+        C = (P.permute(0, 3, 2, 1).reshape(M, T * T, H) @ UG.reshape(M, H, S * D * c))   # (M, j t, S D c)
+        C = (C.view(Gn, k, T, T, S, D * c).permute(0, 2, 4, 1, 3, 5)                     # (G, j, S, k, t, D c)
+             .reshape(Gn, T * S, k * T * D * c))
+        pairs = (st[..., b_idx] * st[..., c_idx]).reshape(Gn, B, T * S)                  # (s~_j s~_j^T)_{bc}
+        R = (pairs @ C).view(Gn, B, k, T, D, c)                                          # sum over j and pairs
+        o = torch.einsum("gbktae,gbte->gkbta", R, st).reshape(M, B * T, D)               # contract s~_t
+        return o + self.b_1[:, None]
 
 
 # =============================================================================================== analysis
