@@ -8,6 +8,7 @@ from ``icar`` whose message names the argument. Every kind of bad input of issue
 from __future__ import annotations
 
 import inspect
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,11 @@ class Case:
         return [(a, c) for a in self.args for c in self.corruptions(a)]
 
 
+def _names(name: str, msg: str) -> bool:
+    """``msg`` names the argument ``name`` as a word of its own (so ``"XXnXX"`` or ``"N"`` does not name ``n``)."""
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", msg) is not None
+
+
 def outcome(case: Case, arg: str, corruption: str, index: int = 0) -> tuple[str, str]:
     """Call ``case`` with ``arg`` corrupted: ``("clean", msg)`` for a ``ValueError``/``TypeError`` raised by ``icar``
     whose message says what was expected ("must") and names the argument; ``("silent", ...)`` when the call returns;
@@ -148,7 +154,7 @@ def outcome(case: Case, arg: str, corruption: str, index: int = 0) -> tuple[str,
         msg = str(err)
         inside = bool(frames) and str(Path(frames[-1].filename).resolve()).startswith(ICAR_DIR)
         names = (arg, *case.alias.get(arg, ()))
-        if inside and "must" in msg and any(n in msg for n in names):
+        if inside and "must" in msg and any(_names(n, msg) for n in names):
             return "clean", msg
         return "raw", f"{type(err).__name__}: {msg}"
     except Exception as err:  # noqa: BLE001 - classifying every other failure is the point

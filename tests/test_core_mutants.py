@@ -360,3 +360,73 @@ def test_train_refuses_a_momentum_of_one_whatever_the_optimizer():
     for optimizer in ("adam", "sgd"):
         with pytest.raises(ValueError, match=r"^momentum must lie in \[0, 1\]"):
             tr.train(models.FixedLinear(1, 2), batch, steps=1, lr=0.1, optimizer=optimizer, momentum=1.0, progress=False)
+
+
+def test_in_range_interval_ends_and_message():
+    """Open by default: both ends refused, with the interval in the message; ``closed=True`` takes both ends."""
+    assert V.require_in_range(0.5, "p", 0.0, 1.0) == 0.5
+    for end in (0.0, 1.0):
+        with pytest.raises(ValueError, match=re.escape("p must lie in (0, 1); got")):
+            V.require_in_range(end, "p", 0.0, 1.0)
+        assert V.require_in_range(end, "p", 0.0, 1.0, closed=True) == end
+    with pytest.raises(ValueError, match=re.escape("p must lie in [0, 1]; got 1.5")):
+        V.require_in_range(1.5, "p", 0.0, 1.0, closed=True)
+
+
+def test_validator_messages_name_the_argument_and_the_kinds():
+    """The message says which argument is wrong and what each one is (real or complex, with its dtype)."""
+    with pytest.raises(ValueError, match=r"^d must be a positive even integer"):
+        V.require_even(3)
+    with pytest.raises(ValueError, match=r"^Wx must be square"):
+        V.require_orthogonal(torch.zeros(2, 3, dtype=torch.float64), "Wx")
+    c, r = torch.zeros(2, dtype=torch.complex128), torch.zeros(2, dtype=torch.float64)
+    with pytest.raises(TypeError, match=re.escape("u is complex (torch.complex128) but v is real (torch.float64)")):
+        V.require_same_kind(c, r, "u", "v")
+    with pytest.raises(TypeError, match=re.escape("u is real (torch.float64) but v is complex (torch.complex128)")):
+        V.require_same_kind(r, c, "u", "v")
+    for a, b, which in ((None, r, "^u must be"), (r, None, "^v must be")):
+        with pytest.raises(TypeError, match=which):
+            V.require_same_kind(a, b, "u", "v")
+
+
+def test_sample_contexts_passes_basis_and_dtype_on():
+    """The commuting law uses the basis it is given; every law returns the dtype asked for (complex for unitary)."""
+    P = D.haar_orthogonal(1, 4, seed=3)[0]
+    W = D.sample_contexts("commuting", 3, 4, seed=1, basis=P)
+    assert torch.equal(W, D.commuting_orthogonal(3, 4, seed=1, basis=P))
+    assert not torch.allclose(W, D.commuting_orthogonal(3, 4, seed=1))            # the default basis differs
+    assert D.sample_contexts("commuting", 2, 4, seed=0, dtype=torch.float32).dtype == torch.float32
+    assert D.sample_contexts("haar", 2, 4, seed=0, dtype=torch.float32).dtype == torch.float32
+    assert D.sample_contexts("unitary", 2, 4, seed=0, dtype=torch.float32).dtype == torch.complex64
+
+
+@pytest.mark.parametrize("law", ["gaussian", "sphere", "sparse", "phases"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_initial_states_draw_from_the_seeded_generator_only(law, dtype):
+    """Same seed, same states, whatever the global RNG did in between; the Gaussian law is exactly ``c N(0, 1)``
+    drawn in float64 from ``Generator().manual_seed(seed)`` (real part, then imaginary part, over sqrt 2)."""
+    a = D.initial_states(law, 6, 3, seed=7, dtype=dtype)
+    torch.manual_seed(123)
+    torch.randn(10)
+    b = D.initial_states(law, 6, 3, seed=7, dtype=dtype)
+    assert torch.equal(a, b) and a.dtype == dtype
+    if law == "gaussian":
+        g = torch.Generator().manual_seed(7)
+        x = torch.randn(6, 3, generator=g, dtype=torch.float64)
+        if dtype.is_complex:
+            x = torch.complex(x, torch.randn(6, 3, generator=g, dtype=torch.float64)) / 2 ** 0.5
+        assert torch.equal(D.initial_states(law, 6, 3, seed=7, scale=2.0, dtype=dtype), 2.0 * x)
+
+
+def test_sample_ar_keeps_a_given_w_its_kind_and_the_scale():
+    """A complex W gives complex states; a float32 W is used in the dtype asked for; ``scale`` reaches s_1."""
+    U = D.unitary_diagonal(1, 3, seed=2)[0]
+    out = D.sample_ar(U, 2, 3, 4, seed=0, init="gaussian")
+    assert out.states.is_complex() and torch.equal(out.states[:, 1], out.states[:, 0] @ U.T)
+    Q = D.haar_orthogonal(1, 3, seed=2)[0]
+    out32 = D.sample_ar(Q.float(), 2, 3, 4, seed=0, init="gaussian")
+    assert out32.states.dtype == torch.float64
+    ref = D.rollout(Q.float().double().expand(2, 3, 3), out32.states[:, 0], 4)
+    assert torch.equal(out32.states, ref)
+    s1 = D.sample_ar("haar", 2, 3, 2, seed=0, init="sphere", scale=3.0).states[:, 0]
+    assert torch.allclose(torch.linalg.vector_norm(s1, dim=-1), torch.full((2,), 3.0, dtype=torch.float64))
