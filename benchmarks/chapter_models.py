@@ -234,8 +234,8 @@ CASES = [
          lambda T: 10 * 10 * T * T),
     Case("fig5", "ch. 5 fig. 5: augmented attention + biases + LayerNorm, d = 5, batch 128, float32", fig5, (20, 50),
          lambda T: 128 * T * (T + 15 * 12)),
-    Case("fig7", "ch. 5 fig. 7: token x positional attention, 64 heads, d = 5, batch 32, float32", fig7, (20, 50),
-         lambda T: 32 * 64 * T * (3 * T + 10 * 4)),
+    Case("fig7", "ch. 5 fig. 7: token x positional attention, 64 heads (contracted form), d = 5, batch 32, float32",
+         fig7, (20, 50), lambda T: 64 * T * T * 3 + T * T * 21 * 60 * 2 + 32 * T * 60 * 3),
     Case("ch6", "ch. 6 KernelDescentTransformer, 3 layers, d = 5, batch 32, float64", ch6, (20, 40),
          lambda T: 32 * 3 * T * (3 * T + 22 * 6)),
 ]

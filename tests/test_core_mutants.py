@@ -430,3 +430,9 @@ def test_sample_ar_keeps_a_given_w_its_kind_and_the_scale():
     assert torch.equal(out32.states, ref)
     s1 = D.sample_ar("haar", 2, 3, 2, seed=0, init="sphere", scale=3.0).states[:, 0]
     assert torch.allclose(torch.linalg.vector_norm(s1, dim=-1), torch.full((2,), 3.0, dtype=torch.float64))
+
+
+def test_shape_message_marks_free_axes():
+    with pytest.raises(ValueError, match=re.escape("x must have shape (batch, d) = (*, 3); got (2, 4)")):
+        V.require_shape(torch.zeros(2, 4), "x", (None, 3), "(batch, d)")
+    assert V.require_shape(torch.zeros(5, 3), "x", (None, 3), "(batch, d)").shape == (5, 3)
