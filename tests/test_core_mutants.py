@@ -401,10 +401,11 @@ def test_sample_contexts_passes_basis_and_dtype_on():
 
 
 @pytest.mark.parametrize("law", ["gaussian", "sphere", "sparse", "phases"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128, torch.complex64])
 def test_initial_states_draw_from_the_seeded_generator_only(law, dtype):
     """Same seed, same states, whatever the global RNG did in between; the Gaussian law is exactly ``c N(0, 1)``
-    drawn in float64 from ``Generator().manual_seed(seed)`` (real part, then imaginary part, over sqrt 2)."""
+    drawn from ``Generator().manual_seed(seed)`` in float64 for real states, in the real dtype of a complex one
+    (real part, then imaginary part, over sqrt 2)."""
     a = D.initial_states(law, 6, 3, seed=7, dtype=dtype)
     torch.manual_seed(123)
     torch.randn(10)
@@ -412,9 +413,10 @@ def test_initial_states_draw_from_the_seeded_generator_only(law, dtype):
     assert torch.equal(a, b) and a.dtype == dtype
     if law == "gaussian":
         g = torch.Generator().manual_seed(7)
-        x = torch.randn(6, 3, generator=g, dtype=torch.float64)
+        real = torch.float32 if dtype == torch.complex64 else torch.float64
+        x = torch.randn(6, 3, generator=g, dtype=real)
         if dtype.is_complex:
-            x = torch.complex(x, torch.randn(6, 3, generator=g, dtype=torch.float64)) / 2 ** 0.5
+            x = torch.complex(x, torch.randn(6, 3, generator=g, dtype=real)) / 2 ** 0.5
         assert torch.equal(D.initial_states(law, 6, 3, seed=7, scale=2.0, dtype=dtype), 2.0 * x)
 
 
@@ -436,3 +438,50 @@ def test_shape_message_marks_free_axes():
     with pytest.raises(ValueError, match=re.escape("x must have shape (batch, d) = (*, 3); got (2, 4)")):
         V.require_shape(torch.zeros(2, 4), "x", (None, 3), "(batch, d)")
     assert V.require_shape(torch.zeros(5, 3), "x", (None, 3), "(batch, d)").shape == (5, 3)
+
+
+def test_sample_ar_passes_the_basis_on():
+    P = D.haar_orthogonal(1, 4, seed=5)[0]
+    out = D.sample_ar("commuting", 3, 4, 3, seed=2, basis=P)
+    assert torch.equal(out.W, D.sample_ar("commuting", 3, 4, 3, seed=2, basis=P).W)
+    inner = P.T @ out.W @ P                                         # 2x2 rotation blocks in the given basis
+    mask = torch.block_diag(torch.ones(2, 2), torch.ones(2, 2)).bool()
+    assert inner[:, ~mask].abs().max() < 1e-12
+    assert (P.T @ D.sample_ar("commuting", 3, 4, 3, seed=2).W @ P)[:, ~mask].abs().max() > 1e-3
+
+
+def test_require_number_takes_one_element_real_tensors_only():
+    assert V.require_number(torch.tensor(2.5), "x") == 2.5
+    assert V.require_number(torch.tensor([3], dtype=torch.int64), "x") == 3.0
+    for bad, what in ((torch.tensor([1.0, 2.0]), r"shape \(2,\)"), (torch.tensor(1 + 1j), "complex"),
+                      (torch.tensor(True), "bool"), (torch.empty(1, device="meta"), "meta")):
+        with pytest.raises(TypeError, match=f"^x must be a real number; got a tensor .*{what}"):
+            V.require_number(bad, "x")
+
+
+def test_require_tensor_hints_at_as_tensor_for_arrays_and_lists_only():
+    import numpy as np
+    for arr in (np.zeros(2), [0.0, 1.0], (0.0,)):
+        with pytest.raises(TypeError, match=re.escape("(convert it with torch.as_tensor)")):
+            V.require_tensor(arr, "x")
+    with pytest.raises(TypeError) as err:
+        V.require_tensor("abc", "x")
+    assert str(err.value) == "x must be a torch.Tensor; got str"
+
+
+def test_rollout_messages_name_w_and_s1():
+    W = D.haar_orthogonal(2, 3, seed=0)
+    with pytest.raises(ValueError, match=re.escape("W must have") + ".*" + re.escape("(n, d, d)")):
+        D.rollout(W[0], torch.ones(2, 3, dtype=torch.float64), 4)
+    with pytest.raises(ValueError, match=r"^W must be square"):
+        D.rollout(torch.zeros(2, 3, 2, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64), 4)
+    with pytest.raises(TypeError, match=r"^W is real \(torch.float64\) but s1 is complex"):
+        D.rollout(W, torch.ones(2, 3, dtype=torch.complex128), 4)
+    with pytest.raises(ValueError, match=r"^W must be square"):
+        D.matrix_powers(torch.zeros(2, 3), 4)
+    with pytest.raises(ValueError, match=r"^W must be orthogonal"):
+        D.sample_ar(2 * torch.eye(3, dtype=torch.float64), 2, 3, 4, seed=0)
+    with pytest.raises(ValueError, match=r"^W must be square"):
+        D.sample_ar(torch.zeros(3, 2, dtype=torch.float64), 2, 3, 4, seed=0)
+    with pytest.raises(ValueError, match=r"^d must be a positive even"):
+        D.commuting_orthogonal(2, 3, seed=0)
