@@ -411,6 +411,8 @@ def test_initial_states_draw_from_the_seeded_generator_only(law, dtype):
     torch.manual_seed(2)
     b = D.initial_states(law, 6, 3, seed=7, dtype=dtype)
     assert torch.equal(a, b) and a.dtype == dtype
+    if law == "phases" and not dtype.is_complex:                 # signs / sqrt(d), computed in float64
+        assert torch.equal(a.abs(), torch.full((6, 3), 1 / 3 ** 0.5, dtype=dtype))
     if law == "gaussian":
         g = torch.Generator().manual_seed(7)
         real = torch.float32 if dtype == torch.complex64 else torch.float64
