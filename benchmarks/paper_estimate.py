@@ -68,13 +68,13 @@ def linear_vs_softmax(device: str, dtype: torch.dtype) -> Step:
     return trainer_step(model, nc.minibatches(X, Y, 1024), 1e-2)
 
 
-def fig7(device: str, dtype: torch.dtype, form: str = "auto") -> Step:
+def fig7(device: str, dtype: torch.dtype) -> Step:
     """Chapter 5, figure 7: token x positional attention with 64 heads, 2 seeds x 2 starts, 2^14 x 50 tokens."""
     sets = [nc.split_inputs_targets(nc.haar_sequences(16384, 5, 51, seed=20, start=st, dtype=dtype,
                                                       device=device).states, False) for st in ("fixed", "random")]
     X = torch.stack([sets[0][0], sets[1][0]])
     Y = torch.stack([sets[0][1]] * 2 + [sets[1][1]] * 2)
-    model = nc.PositionalTokenAttention(4, 5, heads=64, max_len=50, seed=2, dtype=dtype, form=form).to(device)
+    model = nc.PositionalTokenAttention(4, 5, heads=64, max_len=50, seed=2, dtype=dtype).to(device)
     return trainer_step(model, nc.minibatches(X, Y, 1024), 1e-2)
 
 

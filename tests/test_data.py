@@ -142,7 +142,7 @@ def test_complex_vs_real_is_refused():
 def test_unknown_laws_and_seed():
     with pytest.raises(ValueError, match="context law must be one of"):
         D.sample_ar("gaussian", 2, 2, 3, seed=0)
-    with pytest.raises(ValueError, match=r"^init \(the initial-state law\) must be one of"):
+    with pytest.raises(ValueError, match=r"^init must be one of"):
         D.sample_ar("haar", 2, 2, 3, seed=0, init="cube")
     with pytest.raises(ValueError, match="initial-state law must be one of"):
         D.initial_states("cube", 2, 2, seed=0)

@@ -24,6 +24,7 @@ import torch
 from .runtime import DeviceLike, make_generator, resolve_device
 from .validate import (
     require_callable,
+    require_choice,
     require_dtype,
     require_even,
     require_finite,
@@ -264,8 +265,7 @@ def sample_ar(law: str | torch.Tensor, n: int, d: int, T: int, *, seed: Seed, in
     require_dtype(dtype)
     if not isinstance(law, (str, torch.Tensor)):
         raise TypeError(f"law must be one of {CONTEXT_LAWS} or a tensor W; got {type(law).__name__}")
-    if not isinstance(init, str) or init not in INITIAL_LAWS:
-        raise ValueError(f"init (the initial-state law) must be one of {INITIAL_LAWS}; got {init!r}")
+    require_choice(init, "init", INITIAL_LAWS)
     g = make_generator(seed)
     dev = resolve_device(device)
     if isinstance(law, torch.Tensor):

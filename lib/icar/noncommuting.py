@@ -34,6 +34,7 @@ from .models import BatchedModel, bilinear_mix, bilinear_scores
 from .runtime import DeviceLike, make_generator, resolve_device
 from .tokens import augment as _augment
 from .validate import (
+    require_choice,
     require_dtype,
     require_tensor,
     require_finite,
@@ -327,9 +328,7 @@ class PositionalTokenAttention(BatchedModel):
         self.heads = require_positive_int(heads, "heads")
         self.max_len = require_positive_int(max_len, "max_len")
         require_dtype(dtype, complex_ok=False)
-        if not isinstance(form, str) or form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}; got {form!r}")
-        self.form = form
+        self.form = require_choice(form, "form", FORMS)
         D = self.D = 2 * d
         M, H = n_models, heads
         g = make_generator(seed)
