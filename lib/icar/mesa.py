@@ -535,7 +535,8 @@ def gd(K0: torch.Tensor, P0: torch.Tensor, data: Prepared, *, steps: int, lr: fl
         mK[d:, :d] = eye
         mP = torch.zeros(d, 2 * d, dtype=torch.bool, device=K.device)
         mP[:, :d] = eye
-    Ks, Ps, at, losses = [K.clone()], [P.clone()], [0], []
+    Ks, Ps, at = [K.clone()], [P.clone()], [0]
+    losses: torch.Tensor | None = None   # (steps, M), allocated once (see icar.train.train)
     show = progress_enabled() if progress is None else progress
     for step in tqdm(range(1, steps + 1), desc=desc, disable=not show, leave=False):
         loss, dK, dP = loss_and_grad(K, P, data)
@@ -543,12 +544,14 @@ def gd(K0: torch.Tensor, P0: torch.Tensor, data: Prepared, *, steps: int, lr: fl
             dK, dP = dK * mK, dP * mP
         K = K - lr_t * dK
         P = P - lr_t * dP
-        losses.append(loss)
+        if losses is None:
+            losses = loss.new_empty(steps, *loss.shape)
+        losses[step - 1] = loss
         if step % record_every == 0 or step == steps:
             Ks.append(K.clone())
             Ps.append(P.clone())
             at.append(step)
-    return GDRun(torch.stack(losses).cpu(), torch.stack(Ks).cpu(), torch.stack(Ps).cpu(), torch.tensor(at))
+    return GDRun(losses.cpu(), torch.stack(Ks).cpu(), torch.stack(Ps).cpu(), torch.tensor(at))
 
 
 def evaluate_loss(K: torch.Tensor, P: torch.Tensor, data: Prepared) -> torch.Tensor:

@@ -224,6 +224,10 @@ def train(model: BatchedModel, batch_fn: BatchFn, *, steps: int, lr: float | Seq
     ``batch_fn(step, generator)`` returns ``(inputs, targets)`` (shared ``(B, ...)`` or per model ``(M, B, ...)``);
     ``generator`` is a CPU generator seeded with ``seed``, so fresh batches are reproducible. ``loss_fn(pred, target)``
     returns the ``(M,)`` per-model losses. ``optimizer`` is ``"adam"`` or ``"sgd"`` (plain or heavy-ball GD).
+
+    The loss history is one ``(steps, M)`` tensor written in place: a small tensor kept per step would sit between
+    the step's large freed temporaries in glibc's heap and keep it from reusing them (chapter 5's paper run grew by
+    ~3 MB per step that way; ``tests/test_memory.py``).
     """
     if not isinstance(model, BatchedModel):
         raise TypeError(f"model must be an icar.models.BatchedModel (parameters with a leading model dimension); got {type(model).__name__}")
@@ -244,7 +248,7 @@ def train(model: BatchedModel, batch_fn: BatchFn, *, steps: int, lr: float | Seq
         raise ValueError(f"optimizer must be 'adam' or 'sgd'; got {optimizer!r}")
     gen = make_generator(seed)
     show = progress_enabled() if progress is None else progress
-    history = []
+    history: torch.Tensor | None = None   # (steps, M), allocated at the first step
     bar = tqdm(range(steps), desc=desc, disable=not show, leave=False)
     for step in bar:
         inputs, targets = batch_fn(step, gen)
@@ -255,8 +259,10 @@ def train(model: BatchedModel, batch_fn: BatchFn, *, steps: int, lr: float | Seq
             p.grad = None
         per_model.sum().backward()
         opt.step()
-        history.append(per_model.detach())
+        if history is None:
+            history = per_model.new_empty(steps, M)
+        history[step] = per_model.detach()
         if show and (step % max(1, steps // 20) == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{per_model.detach().min().item():.3g}..{per_model.detach().max().item():.3g}")
     bar.close()
-    return TrainResult(torch.stack(history).cpu(), model)
+    return TrainResult(history.cpu(), model)
