@@ -370,10 +370,12 @@ def test_positional_token_attention_equals_its_definition_for_every_input_layout
         assert (shared[:2] - ref[:2]).abs().max() < 1e-12                          # models 0, 1 read group 0
 
 
-def test_positional_token_attention_forms_agree_in_value_and_gradient():
+@pytest.mark.parametrize("T", [1, 7, 2 * nc.CONTRACTED_BLOCK + 3])
+def test_positional_token_attention_forms_agree_in_value_and_gradient(T):
     """The contracted form gives the score form's predictions and parameter gradients (float64, 3 states, 16 heads,
-    grouped input), and ``form="auto"`` takes it from CONTRACTED_MIN_HEADS heads on."""
-    d, M, H, T = 3, 4, 16, 7
+    grouped input; one block of query positions, and three with a short last one), and ``form="auto"`` takes it
+    from CONTRACTED_MIN_HEADS heads on."""
+    d, M, H = 3, 4, 16
     S = torch.stack([nc.haar_sequences(5, d, T, seed=s, start="random").states for s in (1, 2)])
     grads = {}
     for form in ("scores", "contracted"):

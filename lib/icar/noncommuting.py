@@ -298,7 +298,8 @@ class AugmentedAttention(BatchedModel):
 
 
 FORMS = ("auto", "scores", "contracted")
-CONTRACTED_MIN_HEADS = 16   # from here on the contracted form is faster on a CPU (crossover measured at 12-16 heads)
+CONTRACTED_BLOCK = 8        # query positions per block of the contracted form's causal product
+CONTRACTED_MIN_HEADS = 8    # from here on the contracted form is faster on a CPU (crossover measured at 4-8 heads)
 
 
 class PositionalTokenAttention(BatchedModel):
@@ -420,6 +421,11 @@ class PositionalTokenAttention(BatchedModel):
         of a group reads them in one matrix product ``(B, T S) @ (T S, k T D (d+1))``. The work per sequence is
         ``~ T^2 S D (d+1)``, whatever the number of heads, and no ``H x T x T`` tensor per sequence is formed (the
         score form needs ``B H T^2`` numbers per model: about 0.7 GB at 64 heads, 50 tokens and batch 1024).
+
+        Causality makes :math:`C_{tj} = 0` for :math:`j > t`, so the product is taken in blocks of
+        :data:`CONTRACTED_BLOCK` query positions ``t0 <= t < t1``, each reading the states ``j < t1`` only: about
+        half the arithmetic of the full block-triangular product, and smaller blocks of :math:`C` (built block by
+        block from the rows of :math:`P`).
         """
         M, H, D, d = self.n_models, self.heads, self.D, self.d
         Gn, B, T = s.shape[0], s.shape[1], s.shape[2]
@@ -433,13 +439,19 @@ class PositionalTokenAttention(BatchedModel):
         half = torch.where(b_idx == c_idx, 0.5, 1.0).to(UG)                              # X_bc + X_cb for b < c, X_bb
         UG = (UG + UG.transpose(2, 3))[:, :, b_idx, c_idx] * half[:, None, None]         # (M, H, S, D, c)
         S = UG.shape[2]
+        UG = UG.reshape(M, H, S * D * c)
         P = self.positional_attention(T)                                                 # (M, H, t, j)
-        C = (P.permute(0, 3, 2, 1).reshape(M, T * T, H) @ UG.reshape(M, H, S * D * c))   # (M, j t, S D c)
-        C = (C.view(Gn, k, T, T, S, D * c).permute(0, 2, 4, 1, 3, 5)                     # (G, j, S, k, t, D c)
-             .reshape(Gn, T * S, k * T * D * c))
         pairs = (st[..., b_idx] * st[..., c_idx]).reshape(Gn, B, T * S)                  # (s~_j s~_j^T)_{bc}
-        R = (pairs @ C).view(Gn, B, k, T, D, c)                                          # sum over j and pairs
-        o = torch.einsum("gbktae,gbte->gkbta", R, st).reshape(M, B * T, D)               # contract s~_t
+        blocks = []
+        for t0 in range(0, T, CONTRACTED_BLOCK):                                         # query positions t0..t1-1
+            t1 = min(T, t0 + CONTRACTED_BLOCK)
+            n = t1 - t0
+            C = P[:, :, t0:t1, :t1].permute(0, 3, 2, 1).reshape(M, t1 * n, H) @ UG       # (M, j t, S D c), j < t1
+            C = (C.view(Gn, k, t1, n, S, D * c).permute(0, 2, 4, 1, 3, 5)                # (G, j, S, k, t, D c)
+                 .reshape(Gn, t1 * S, k * n * D * c))
+            R = (pairs[..., : t1 * S] @ C).view(Gn, B, k, n, D, c)                       # sum over j < t1 and pairs
+            blocks.append(torch.einsum("gbktae,gbte->gkbta", R, st[:, :, t0:t1]))        # contract s~_t
+        o = torch.cat(blocks, dim=3).reshape(M, B * T, D)
         return o + self.b_1[:, None]
 
 
