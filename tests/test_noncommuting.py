@@ -328,13 +328,15 @@ def _perturbed(m, scale=0.2):
 
 
 @pytest.mark.parametrize("paper", [True, False])
-def test_grouped_inputs_equal_per_model_inputs_and_the_score_form(paper):
+@pytest.mark.parametrize("T", [6, 2 * nc.GROUPED_BLOCK + 3])
+def test_grouped_inputs_equal_per_model_inputs_and_the_score_form(paper, T):
     """Tokens given once per group of models (G = 2 groups of 2) give each model the score-form output on its group's
-    tokens, for linear and softmax models in one batch."""
+    tokens, for linear and softmax models in one batch (one block of query positions, and three with a short last
+    one)."""
     d, M = 2, 4
     m = _perturbed(nc.AugmentedAttention(M, d, attention=["linear", "softmax", "softmax", "linear"], paper=paper,
                                          seed=1))
-    X = torch.stack([nc.split_inputs_targets(nc.haar_sequences(3, d, 7, seed=s, start="random").states, True)[0]
+    X = torch.stack([nc.split_inputs_targets(nc.haar_sequences(3, d, T + 1, seed=s, start="random").states, True)[0]
                      for s in (2, 3)])                                              # (2, B, T, D)
     e = X.repeat_interleave(2, 0)                                                   # the same tokens, per model
     v = nc._bmm(m.W_V, e, getattr(m, "b_V", None))

@@ -220,9 +220,11 @@ class AugmentedAttention(BatchedModel):
         With :math:`\tilde e = (e, 1)`, :math:`a_{tj} = \tilde e_t^\top G \tilde e_j` where
         :math:`G = \tilde Q^\top \tilde K/\sqrt D` (``(D+1) x (D+1)``, :meth:`_affine`), and
         :math:`\sum_j \alpha_{tj} v_j = \tilde V z_t` with :math:`z_t = \sum_j \alpha_{tj} \tilde e_j`. The ``M/G``
-        models of a group take one product per sequence for their scores and one for :math:`z`
-        (:func:`icar.models.bilinear_scores`, :func:`icar.models.bilinear_mix`); no per-model ``q, k, v`` and no copy
-        of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per position.
+        models of a group take one product per sequence for their scores and one for :math:`z` (the products of
+        :func:`icar.models.bilinear_scores` and :func:`icar.models.bilinear_mix`); no per-model ``q, k, v`` and no
+        copy of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per position. Both
+        products are taken in blocks of :data:`GROUPED_BLOCK` query positions ``t0 <= t < t1`` against the keys
+        ``j < t1`` only (causality): about half of the ``T x T`` scores and of their softmax.
         """
         e = self.input_groups(tokens, 3, "tokens")
         require_real(e, "tokens")
@@ -231,16 +233,24 @@ class AugmentedAttention(BatchedModel):
                              f"got {tuple(e.shape)}")
         M, D, d = self.n_models, self.D, self.d
         Gn, B, T = e.shape[0], e.shape[1], e.shape[2]
-        k = M // Gn                                                                      # models per group
+        k, C = M // Gn, D + 1                                                            # models per group
         et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)                         # (G, B, T, D+1)
         G = self._affine(self.W_Q, "b_Q").mT @ self._affine(self.W_K, "b_K") / math.sqrt(D)  # (M, D+1, D+1)
-        a = bilinear_scores(et, G.reshape(Gn, k, D + 1, D + 1))                          # (G, B, T, k, T)
-        causal = _causal(T, a)                                                           # (t, 1, j): 1 for j <= t
-        alpha = a * causal                                  # a product, not masked_fill: a fast broadcast, both ways
-        if bool(self._softmax.any()):
-            soft = torch.softmax(a + torch.log(causal), dim=-1)                          # + log 0 = -inf for j > t
-            alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
-        z = bilinear_mix(alpha, et).permute(0, 3, 1, 2, 4).reshape(M, B * T, D + 1)     # a view when k = 1
+        q = (et.reshape(Gn, B * T, C) @ G.view(Gn, k, C, C).permute(0, 2, 1, 3).reshape(Gn, C, k * C))
+        q = q.view(Gn, B, T, k, C)                                                       # e~_t^T G_m, all models
+        causal = _causal(T, q)                                                           # (t, 1, j): 1 for j <= t
+        softmax = bool(self._softmax.any())
+        z = []
+        for t0 in range(0, T, GROUPED_BLOCK):                                            # queries t0..t1-1
+            t1 = min(T, t0 + GROUPED_BLOCK)
+            n, keys, mask = t1 - t0, et[:, :, :t1], causal[t0:t1, :, :t1]                # keys j < t1 only
+            a = (q[:, :, t0:t1].reshape(Gn, B, n * k, C) @ keys.mT).view(Gn, B, n, k, t1)
+            alpha = a * mask                                # a product, not masked_fill: a fast broadcast, both ways
+            if softmax:
+                soft = torch.softmax(a + torch.log(mask), dim=-1)                        # + log 0 = -inf for j > t
+                alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
+            z.append((alpha.reshape(Gn, B, n * k, t1) @ keys).view(Gn, B, n, k, C))      # sum_j alpha_tj e~_j
+        z = torch.cat(z, dim=2).permute(0, 3, 1, 2, 4).reshape(M, B * T, C)              # a view when k = 1 and T small
         V = self._affine(self.W_V, "b_V")
         if not self.paper:
             return (z @ V[:, :d].mT).view(M, B, T, d)
@@ -298,6 +308,7 @@ class AugmentedAttention(BatchedModel):
 
 
 FORMS = ("auto", "scores", "contracted")
+GROUPED_BLOCK = 16          # query positions per block of AugmentedAttention's grouped score form
 CONTRACTED_BLOCK = 8        # query positions per block of the contracted form's causal product
 CONTRACTED_MIN_HEADS = 8    # from here on the contracted form is faster on a CPU (crossover measured at 4-8 heads)
 
