@@ -236,15 +236,15 @@ class AugmentedAttention(BatchedModel):
         k, C = M // Gn, D + 1                                                            # models per group
         et = torch.cat([e, torch.ones_like(e[..., :1])], dim=-1)                         # (G, B, T, D+1)
         G = self._affine(self.W_Q, "b_Q").mT @ self._affine(self.W_K, "b_K") / math.sqrt(D)  # (M, D+1, D+1)
-        q = (et.reshape(Gn, B * T, C) @ G.view(Gn, k, C, C).permute(0, 2, 1, 3).reshape(Gn, C, k * C))
-        q = q.view(Gn, B, T, k, C)                                                       # e~_t^T G_m, all models
-        causal = _causal(T, q)                                                           # (t, 1, j): 1 for j <= t
+        G = G.view(Gn, k, C, C).permute(0, 2, 1, 3).reshape(Gn, C, k * C)                # the k models side by side
+        causal = _causal(T, et)                                                          # (t, 1, j): 1 for j <= t
         softmax = bool(self._softmax.any())
         z = []
         for t0 in range(0, T, GROUPED_BLOCK):                                            # queries t0..t1-1
             t1 = min(T, t0 + GROUPED_BLOCK)
             n, keys, mask = t1 - t0, et[:, :, :t1], causal[t0:t1, :, :t1]                # keys j < t1 only
-            a = (q[:, :, t0:t1].reshape(Gn, B, n * k, C) @ keys.mT).view(Gn, B, n, k, t1)
+            q = (et[:, :, t0:t1].reshape(Gn, B * n, C) @ G).view(Gn, B, n * k, C)         # e~_t^T G_m, per block
+            a = (q @ keys.mT).view(Gn, B, n, k, t1)                                      # (no slice of a large q)
             alpha = a * mask                                # a product, not masked_fill: a fast broadcast, both ways
             if softmax:
                 soft = torch.softmax(a + torch.log(mask), dim=-1)                        # + log 0 = -inf for j > t
