@@ -25,23 +25,37 @@ def test_retained_cpu_memory_gives_bitwise_identical_training():
     assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc and minor page faults (Linux)")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux)")
 def test_setup_on_the_cpu_keeps_freed_memory_for_the_next_step():
-    """After icar.setup on the CPU, a 64 MiB block freed and allocated again costs no fresh page faults (without it,
-    glibc maps it afresh: one minor fault per 4 KiB page, ~16,000)."""
+    """After icar.setup on the CPU, a 64 MiB tensor comes from malloc's heap, not from a fresh mmap, and once freed it
+    stays in the heap for the next step (glibc's own statistics, ``mallinfo2``). Without it, glibc maps such a block
+    afresh and unmaps it on free: one page fault per 4 KiB page at every step. (Whether the kernel later pages out
+    the kept memory, as DAMON's reclaim on some virtual machines does, is not the allocator's doing; so the test
+    reads the allocator's statistics, not page-fault counts.)"""
     code = textwrap.dedent("""
-        import resource, sys, torch, icar
-        def faults_of_second_allocation():
-            x = torch.ones(16 * 2**20); del x                    # 64 MiB, freed
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            x = torch.ones(16 * 2**20)                           # the same size again, written
-            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        plain = faults_of_second_allocation()
+        import ctypes, torch, icar
+        class Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6")
+        if not hasattr(libc, "mallinfo2"):
+            print("no-mallinfo2")
+            raise SystemExit
+        libc.mallinfo2.restype = Info
+        def mapped_while_held_and_kept_after_free():
+            x = torch.ones(16 * 2**20)                           # 64 MiB
+            mapped = libc.mallinfo2().hblkhd                     # bytes in mmap-ed blocks
+            del x
+            return mapped >> 20, libc.mallinfo2().fordblks >> 20  # MiB; free bytes kept in the heap
+        print(*mapped_while_held_and_kept_after_free())
         icar.setup(seed=0, device="cpu")
-        print(plain, faults_of_second_allocation())
+        print(*mapped_while_held_and_kept_after_free())
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    plain, kept = map(int, out.stdout.split())
-    assert plain > 8000, f"control: the system allocator should map 64 MiB afresh; {plain} faults"
-    assert kept < 1000, f"icar.setup should keep freed CPU memory; the second 64 MiB took {kept} page faults"
+    if out.stdout.strip() == "no-mallinfo2":
+        pytest.skip("glibc older than 2.33 (no mallinfo2)")
+    (mapped_plain, _), (mapped_kept, kept) = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
+    assert mapped_plain >= 64, f"control: the system allocator should mmap a 64 MiB block; {mapped_plain} MiB mapped"
+    assert mapped_kept < 64, f"after icar.setup a 64 MiB block should come from the heap; {mapped_kept} MiB mmap-ed"
+    assert kept >= 64, f"after icar.setup a freed 64 MiB block should stay in the heap; {kept} MiB free there"
