@@ -220,9 +220,10 @@ class AugmentedAttention(BatchedModel):
         With :math:`\tilde e = (e, 1)`, :math:`a_{tj} = \tilde e_t^\top G \tilde e_j` where
         :math:`G = \tilde Q^\top \tilde K/\sqrt D` (``(D+1) x (D+1)``, :meth:`_affine`), and
         :math:`\sum_j \alpha_{tj} v_j = \tilde V z_t` with :math:`z_t = \sum_j \alpha_{tj} \tilde e_j`. The ``M/G``
-        models of a group take one product per sequence for their scores and one for :math:`z` (the products of
-        :func:`icar.models.bilinear_scores` and :func:`icar.models.bilinear_mix`); no per-model ``q, k, v`` and no
-        copy of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per position. Both
+        models of a group take one product per sequence and block for their scores and one for :math:`z` (the
+        products of :func:`icar.models.bilinear_scores` and :func:`icar.models.bilinear_mix`); no per-model
+        ``q, k, v`` and no copy of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per
+        position. Both
         products are taken in blocks of :data:`GROUPED_BLOCK` query positions ``t0 <= t < t1`` against the keys
         ``j < t1`` only (causality): about half of the ``T x T`` scores and of their softmax.
         """
@@ -250,7 +251,7 @@ class AugmentedAttention(BatchedModel):
                 soft = torch.softmax(a + torch.log(mask), dim=-1)                        # + log 0 = -inf for j > t
                 alpha = torch.where(self._softmax.to(e.device).view(Gn, 1, 1, k, 1), soft, alpha)
             z.append((alpha.reshape(Gn, B, n * k, t1) @ keys).view(Gn, B, n, k, C))      # sum_j alpha_tj e~_j
-        z = torch.cat(z, dim=2).permute(0, 3, 1, 2, 4).reshape(M, B * T, C)              # a view when k = 1 and T small
+        z = torch.cat(z, dim=2).permute(0, 3, 1, 2, 4).reshape(M, B * T, C)              # a view when k = 1
         V = self._affine(self.W_V, "b_V")
         if not self.paper:
             return (z @ V[:, :d].mT).view(M, B, T, d)
