@@ -223,9 +223,8 @@ class AugmentedAttention(BatchedModel):
         models of a group take one product per sequence and block for their scores and one for :math:`z` (the
         products of :func:`icar.models.bilinear_scores` and :func:`icar.models.bilinear_mix`); no per-model
         ``q, k, v`` and no copy of the tokens per model are formed, and :math:`W_O \tilde V` is applied once per
-        position. Both
-        products are taken in blocks of :data:`GROUPED_BLOCK` query positions ``t0 <= t < t1`` against the keys
-        ``j < t1`` only (causality): about half of the ``T x T`` scores and of their softmax.
+        position. Both products are taken in blocks of :data:`GROUPED_BLOCK` query positions ``t0 <= t < t1``
+        against the keys ``j < t1`` only (causality): about half of the ``T x T`` scores and of their softmax.
         """
         e = self.input_groups(tokens, 3, "tokens")
         require_real(e, "tokens")
