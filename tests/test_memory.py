@@ -14,8 +14,8 @@ import pytest
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (Linux)")
 def test_training_memory_does_not_grow_with_steps():
-    # the figure-5 model at a quarter of the paper's batch: ~10 MB score tensors per step, 400 steps;
-    # with one history tensor per step the resident memory grew by 252 MB over these 300 steps
+    # the figure-5 model at a quarter of the paper's batch: ~10 MB score tensors per step, 400 steps, memory read
+    # at steps 100 and 399; with one history tensor per step it grew by 252 MB between them, now by -3 MB
     code = textwrap.dedent("""
         import torch
         from icar import noncommuting as nc, train
@@ -36,5 +36,5 @@ def test_training_memory_does_not_grow_with_steps():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     growth = float(out.stdout.strip())
-    # flat up to the allocator's noise (a few blocks of ~8 MB); the leak gave hundreds of MB
+    # flat up to the allocator's noise (a few ~10 MB blocks); the fragmentation gave 252 MB
     assert growth < 60, f"resident memory grew by {growth:.0f} MB over 300 training steps"
