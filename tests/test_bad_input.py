@@ -88,6 +88,17 @@ def test_require_finite_reports_the_first_bad_index(shape, index, value, dtype):
     V.require_finite(torch.zeros(shape, dtype=dtype), "x")
 
 
+def test_require_finite_with_cancelling_infinities_and_overflowing_sums():
+    """The one-reduction fast path: +inf and -inf that cancel still fail (their sum is NaN); finite entries whose sum
+    overflows to inf still pass (the entry-wise search finds nothing)."""
+    with pytest.raises(ValueError, match=r"x must be finite; got inf at index \(1,\) \(2 non-finite entries\)"):
+        V.require_finite(torch.tensor([0.0, float("inf"), -float("inf")]), "x")
+    big = torch.full((4,), 3e38, dtype=torch.float32)
+    assert not torch.isfinite(big.sum())
+    assert V.require_finite(big, "x") is big
+    assert V.require_finite(torch.zeros(0), "x").numel() == 0
+
+
 def re_tuple(t: tuple[int, ...]) -> str:
     return r"\(" + ", ".join(str(i) for i in t) + ("," if len(t) == 1 else "") + r"\)"
 

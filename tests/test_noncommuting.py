@@ -298,6 +298,28 @@ def test_minibatches_per_model_and_per_position_mse():
     assert torch.equal(nc.per_position_mse(pred, target), torch.ones(2, 4))
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_layernorm_matches_torch_layernorm_values_and_gradients(dtype, tol, contiguous):
+    """The course LayerNorm (row statistics as products with ones, torch's backward) is torch.nn.LayerNorm: per-model
+    weight and bias, values and the gradients of input, weight and bias; rows of 15 as in chapter 5."""
+    g = torch.Generator().manual_seed(0)
+    M, D = 3, 15
+    x = (2 * torch.randn(M, 7, 11, D, generator=g, dtype=torch.float64) + 3).to(dtype)
+    if not contiguous:
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)          # same values, strides of a transposed view
+    w = (1 + 0.3 * torch.randn(M, D, generator=g, dtype=torch.float64)).to(dtype)
+    b = (0.3 * torch.randn(M, D, generator=g, dtype=torch.float64)).to(dtype)
+    grad = torch.randn(M, 7, 11, D, generator=g, dtype=torch.float64).to(dtype)
+    ours = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = [t.clone().requires_grad_() for t in (x, w, b)]
+    y = nc._layernorm(*ours)
+    y_ref = torch.stack([torch.nn.functional.layer_norm(ref[0][m], (D,), ref[1][m], ref[2][m]) for m in range(M)])
+    assert (y - y_ref).abs().max() < tol
+    for a, r in zip(torch.autograd.grad(y, ours, grad), torch.autograd.grad(y_ref, ref, grad)):
+        assert (a - r).abs().max() < tol * max(1.0, r.abs().max().item())
+
+
 @pytest.mark.parametrize("paper", [True, False])
 def test_linear_prefix_gram_path_equals_score_matrix_form(paper):
     """The O(T D^2) prefix-Gram forward of all-linear models equals the T x T score form, biases and LayerNorm included."""

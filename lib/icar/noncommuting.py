@@ -116,11 +116,43 @@ def _bmm(W: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None = None) -> tor
     return y
 
 
+class _Normalize(torch.autograd.Function):
+    r""":math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}` over the last axis (biased variance): the values
+    and the gradient of ``torch.nn.functional.layer_norm`` without weight or bias.
+
+    The row statistics are products with a vector of ones: for rows as short as the 15 coordinates of chapter 5's
+    tokens, ``layer_norm``'s own float32 kernel spends most of its time per row (about 20 ms for 4 x 51,200 rows
+    here, against 3 ms). The backward is ``layer_norm``'s (``aten.native_layer_norm_backward``, given the saved
+    :math:`\mu` and :math:`1/\sqrt{\sigma^2 + \epsilon}`); it is not differentiable a second time.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        D = x.shape[-1]
+        mean_of = torch.full((D, 1), 1.0 / D, dtype=x.dtype, device=x.device)
+        mu = x @ mean_of                                                      # (..., 1)
+        xc = x - mu
+        rstd = torch.rsqrt((xc * xc) @ mean_of + eps)
+        ctx.save_for_backward(x, mu, rstd)
+        return xc * rstd
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, mu, rstd = ctx.saved_tensors
+        gx = torch.ops.aten.native_layer_norm_backward(grad.contiguous(), x, [x.shape[-1]], mu, rstd, None, None,
+                                                       [True, False, False])[0]
+        return gx, None
+
+
 def _layernorm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     r"""LayerNorm over the last axis with per-model weight and bias ``(M, D)``: :math:`(x - \mu)/\sqrt{\sigma^2 +
-    \epsilon}\, w + b` (biased variance, as ``torch.nn.LayerNorm``), ``x`` ``(M, ..., D)``."""
+    \epsilon}\, w + b` (biased variance, as ``torch.nn.LayerNorm``), ``x`` ``(M, ..., D)``. The normalisation is
+    :class:`_Normalize` on the CPU (same values and gradient, faster for short rows), ``layer_norm`` elsewhere."""
     shape = (w.shape[0], *([1] * (x.dim() - 2)), w.shape[1])
-    return torch.addcmul(b.view(shape), torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps), w.view(shape))
+    xhat = (_Normalize.apply(x, eps) if x.device.type == "cpu" and x.is_contiguous()
+            else torch.nn.functional.layer_norm(x, x.shape[-1:], eps=eps))
+    return torch.addcmul(b.view(shape), xhat, w.view(shape))
 
 
 ATTENTIONS = ("linear", "softmax")
