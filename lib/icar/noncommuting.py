@@ -459,8 +459,8 @@ class PositionalTokenAttention(BatchedModel):
         with :math:`C_{tj}[bc, a, e] = \sum_h P^h_{tj}\, (X^h_{bcae} + X^h_{cbae})` for :math:`b < c`,
         :math:`\sum_h P^h_{tj} X^h_{bbae}` for :math:`b = c`, where :math:`X^h_{bcae} = (U_h)_{ab} (G_h)_{ec}`
         (the pair products of a state are symmetric in :math:`b, c`, so ``S = (d+1)(d+2)/2`` pairs suffice).
-        :math:`C` (``T x T x S x D x (d+1)``) does not depend on the data: one product over heads per
-        model, ``(T^2, H) @ (H, S D (d+1))``. The data enter through the pair products of each state, and every model
+        :math:`C` (``T x T x S x (d+1) x D``, stored as ``[bc, e, a]``) does not depend on the data: one product
+        over heads per model, ``(T^2, H) @ (H, S D (d+1))``. The data enter through the pair products of each state, and every model
         of a group reads them in one matrix product ``(B, T S) @ (T S, k T D (d+1))``. The work per sequence is
         ``~ T^2 S D (d+1)``, whatever the number of heads, and no ``H x T x T`` tensor per sequence is formed (the
         score form needs ``B H T^2`` numbers per model: about 0.7 GB at 64 heads, 50 tokens and batch 1024).
@@ -478,13 +478,16 @@ class PositionalTokenAttention(BatchedModel):
         G = Q.mT @ K / math.sqrt(D)                                                      # (M, H, c, c): [e, c']
         U = self.W_1[:, None] @ self._folded(self.W_V, self.b_V)                         # (M, H, D, c): [a, b]
         b_idx, c_idx = torch.triu_indices(c, c, device=s.device)                         # pairs b <= c'
-        UG = torch.einsum("mhab,mhec->mhbcae", U, G)                                     # U_h (x) G_h
+        UG = torch.einsum("mhab,mhec->mhbcea", U, G)                                     # U_h (x) G_h: [b, c', e, a]
         half = torch.where(b_idx == c_idx, 0.5, 1.0).to(UG)                              # X_bc + X_cb for b < c, X_bb
-        UG = (UG + UG.transpose(2, 3))[:, :, b_idx, c_idx] * half[:, None, None]         # (M, H, S, D, c)
+        UG = (UG + UG.transpose(2, 3))[:, :, b_idx, c_idx] * half[:, None, None]         # (M, H, S, c, D)
         S = UG.shape[2]
         UG = UG.reshape(M, H, S * D * c)
         P = self.positional_attention(T)                                                 # (M, H, t, j)
-        pairs = (st[..., b_idx] * st[..., c_idx]).reshape(Gn, B, T * S)                  # (s~_j s~_j^T)_{bc}
+        # (s~_j s~_j^T)_{bc}: the entries b and c' of each state picked by products with 0/1 matrices (exact, and
+        # faster than an indexed gather on a CPU)
+        pick_b, pick_c = (torch.eye(c, dtype=st.dtype, device=s.device)[:, idx] for idx in (b_idx, c_idx))
+        pairs = ((st @ pick_b) * (st @ pick_c)).reshape(Gn, B, T * S)
         blocks = []
         for t0 in range(0, T, CONTRACTED_BLOCK):                                         # query positions t0..t1-1
             t1 = min(T, t0 + CONTRACTED_BLOCK)
@@ -492,8 +495,11 @@ class PositionalTokenAttention(BatchedModel):
             C = P[:, :, t0:t1, :t1].permute(0, 3, 2, 1).reshape(M, t1 * n, H) @ UG       # (M, j t, S D c), j < t1
             C = (C.view(Gn, k, t1, n, S, D * c).permute(0, 2, 4, 1, 3, 5)                # (G, j, S, k, t, D c)
                  .reshape(Gn, t1 * S, k * n * D * c))
-            R = (pairs[..., : t1 * S] @ C).view(Gn, B, k, n, D, c)                       # sum over j < t1 and pairs
-            blocks.append(torch.einsum("gbktae,gbte->gkbta", R, st[:, :, t0:t1]))        # contract s~_t
+            R = (pairs[..., : t1 * S] @ C).view(Gn, B, k, n, c, D)                       # sum over j < t1 and pairs
+            # contract s~_t: a broadcast product and a sum over its c coordinates, with the output coordinate a
+            # innermost (as an einsum, a batch of (kD x c) @ (c x 1) products whose backward is a batch of outer
+            # products, 3x slower)
+            blocks.append((R * st[:, :, None, t0:t1, :, None]).sum(-2).transpose(1, 2))  # (G, k, B, t, D)
         o = torch.cat(blocks, dim=3).reshape(M, B * T, D)
         return o + self.b_1[:, None]
 
