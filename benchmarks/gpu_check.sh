@@ -65,8 +65,9 @@ for s in $STEPS; do
                                    --json "$OUT/paper_ch5.json" ;;
         paper-estimate)  step "$s" python3 benchmarks/paper_estimate.py --device "$dev" ;;
         # the library tests: the book's toolchain (jupyter-book, nbgrader, Chromium) is not on such a machine
-        tests)           step "$s" python3 -m pytest -q -n 8 tests --continue-on-collection-errors --ignore=tests/test_pages.py \
-                                   --ignore=tests/test_classroom.py --ignore=tests/test_sphinx_cache.py \
+        tests)           step "$s" python3 -m pytest -q -n 8 tests --continue-on-collection-errors \
+                                   --ignore=tests/test_pages.py --ignore=tests/test_classroom.py \
+                                   --ignore=tests/test_sphinx_cache.py \
                                    --ignore=tests/test_loaded_build.py --ignore=tests/test_ledger.py ;;
         chapter-times)   step "$s" python3 benchmarks/chapter_times.py --modes quick,full,paper --timeout 3600 \
                                    --json "$OUT/chapter_times.json" ;;

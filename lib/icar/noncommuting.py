@@ -460,8 +460,8 @@ class PositionalTokenAttention(BatchedModel):
         :math:`\sum_h P^h_{tj} X^h_{bbae}` for :math:`b = c`, where :math:`X^h_{bcae} = (U_h)_{ab} (G_h)_{ec}`
         (the pair products of a state are symmetric in :math:`b, c`, so ``S = (d+1)(d+2)/2`` pairs suffice).
         :math:`C` (``T x T x S x (d+1) x D``, stored as ``[bc, e, a]``) does not depend on the data: one product
-        over heads per model, ``(T^2, H) @ (H, S D (d+1))``. The data enter through the pair products of each state, and every model
-        of a group reads them in one matrix product ``(B, T S) @ (T S, k T D (d+1))``. The work per sequence is
+        over heads per model, ``(T^2, H) @ (H, S D (d+1))``. The data enter through the pair products of each state,
+        and every model of a group reads them in one matrix product ``(B, T S) @ (T S, k T D (d+1))``. The work per sequence is
         ``~ T^2 S D (d+1)``, whatever the number of heads, and no ``H x T x T`` tensor per sequence is formed (the
         score form needs ``B H T^2`` numbers per model: about 0.7 GB at 64 heads, 50 tokens and batch 1024).
 
