@@ -105,10 +105,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (x 50 for the tiny figure-3 steps)")
     p.add_argument("--chapters", default="ch3,ch4,ch5", help="comma-separated subset of ch3, ch4, ch5")
+    p.add_argument("--threads", type=int, default=1,
+                   help="intra-op threads (default 1, as the chapters run; 2 = both cores of this machine)")
     p.add_argument("--system-allocator", action="store_true",
                    help="leave malloc as it is (default: icar.train.retain_cpu_memory, no page faults per step)")
     a = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     retained = False if a.system_allocator else train.retain_cpu_memory()
     dev, f32 = a.device, torch.float32
     rows = []
@@ -121,8 +123,8 @@ def main() -> None:
         print(f"{chapter:4s} {what:58s} {t_step * 1e3:9.1f} ms x {steps:>6} = {total:8.0f} s | authors {ref} | {ratio}",
               flush=True)
 
-    print(f"device {dev}, 1 thread, freed CPU memory retained: {retained}; estimate = time per step (median of 3 x "
-          f"{a.steps} steps) x paper step count")
+    print(f"device {dev}, {a.threads} thread(s), freed CPU memory retained: {retained}; estimate = time per step "
+          f"(median of 3 x {a.steps} steps) x paper step count")
     want = a.chapters.split(",")
     if "ch3" in want:
         line("ch3", "mesa, Gaussian, 10,080 sequences, 3 inits, 200 epochs",
